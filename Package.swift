@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Hot loops are SIMD code: -Ounchecked drops bounds and overflow checks the
+// kernels guarantee by construction, and a target CPU with FMA lets SIMD16
+// multiply-adds compile to vector FMAs (without it they become libm calls).
+#if arch(x86_64)
+let cpu = ["-target-cpu", "haswell"]
+#else
+let cpu: [String] = []
+#endif
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpu)]
+
+let package = Package(
+    name: "Conclave",
+    products: [
+        .executable(name: "conclave", targets: ["conclave"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // C bridges: the only places that touch C APIs.
+        .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "COneDNN", providers: [.apt(["libdnnl-dev"])]),
+        .target(name: "CProtobufC", exclude: ["proto"], linkerSettings: [.linkedLibrary("protobuf-c")]),
+
+        // Cluster plumbing: control-plane messages and the typed MPI layer.
+        .target(name: "ControlPlane", dependencies: ["CProtobufC"]),
+        .target(name: "Transport", dependencies: ["CMPI"]),
+        .executableTarget(name: "transport-probe", dependencies: ["Transport", "ControlPlane"]),
+
+        // How a token travels: text → ids → embeddings → attention → routing → experts → logits → sampled id.
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "COneDNN"], swiftSettings: fast),
+        .target(name: "Checkpoint", dependencies: ["Kernels"], swiftSettings: fast),
+        .target(name: "Tokenizer"),
+        .target(name: "Attention", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Routing", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Experts", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Model", dependencies: ["Kernels", "Checkpoint", "Attention", "Routing", "Experts"], swiftSettings: fast),
+        .target(name: "Sampling", swiftSettings: fast),
+        .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Tokenizer"], swiftSettings: fast),
+        .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"], swiftSettings: fast),
+        .executableTarget(name: "conclave", dependencies: [
+            "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: fast),
+
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Kernels"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Tokenizer", "Sampling", "Presets"]),
+        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
+        .testTarget(name: "TransportTests", dependencies: ["Transport", "ControlPlane"]),
+    ]
+)

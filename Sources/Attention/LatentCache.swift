@@ -1,0 +1,95 @@
+/// The compressed KV cache of one sequence: per layer and position only the normalised
+/// latent `c_kv` (`kv_lora_rank` values) and the rotated shared key `k_pe`
+/// (`qk_rope_head_dim` values) — not per-head keys and values.
+public final class LatentCache: @unchecked Sendable {
+    public let layers: Int
+    public let latentDim: Int
+    public let ropeDim: Int
+    /// Values per cached position: `latentDim + ropeDim`.
+    public var width: Int { latentDim + ropeDim }
+    /// Positions whose entries are complete in every layer.
+    public private(set) var length = 0
+    public private(set) var capacity = 0
+    private var rows: [UnsafeMutablePointer<Float>]
+
+    public init(layers: Int, latentDim: Int, ropeDim: Int, capacity: Int = 256) {
+        self.layers = layers
+        self.latentDim = latentDim
+        self.ropeDim = ropeDim
+        rows = []
+        reserve(capacity)
+    }
+
+    deinit { rows.forEach { $0.deallocate() } }
+
+    /// Makes room for `positions` entries per layer, keeping what is cached.
+    public func reserve(_ positions: Int) {
+        guard positions > capacity else { return }
+        let newCapacity = max(positions, capacity * 2)
+        rows = (0..<layers).map { layer in
+            let grown = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * width)
+            if capacity > 0 {
+                grown.update(from: rows[layer], count: length * width)
+                rows[layer].deallocate()
+            }
+            return grown
+        }
+        capacity = newCapacity
+    }
+
+    /// The cache rows of `layer`, `[capacity × width]`, row `p` for position `p`.
+    public func layer(_ layer: Int) -> UnsafeMutablePointer<Float> { rows[layer] }
+
+    /// Marks `count` more positions complete, once every layer has written them.
+    public func commit(_ count: Int) {
+        precondition(length + count <= capacity)
+        length += count
+    }
+
+    /// Forgets everything after the first `positions` (reuse for a new request).
+    public func truncate(to positions: Int) { length = min(length, positions) }
+
+    public var byteCount: Int { layers * capacity * width * 4 }
+}
+
+/// The tokens of one attention step, grouped by sequence: each slice is a run of
+/// consecutive tokens of one sequence, continuing where its cache ends.
+public struct AttentionBatch {
+    public struct Slice {
+        public let cache: LatentCache
+        /// Index of the slice's first token in the step's token rows.
+        public let first: Int
+        public let count: Int
+
+        public init(cache: LatentCache, first: Int, count: Int) {
+            self.cache = cache
+            self.first = first
+            self.count = count
+        }
+
+        /// Position of the slice's first token in its sequence.
+        public var startPosition: Int { cache.length }
+    }
+
+    public var slices: [Slice]
+    public var tokenCount: Int { slices.reduce(0) { $0 + $1.count } }
+
+    public init(slices: [Slice]) { self.slices = slices }
+
+    /// Positions of every token, in token-row order.
+    public var positions: [Int] {
+        var out = [Int](repeating: 0, count: tokenCount)
+        for s in slices { for i in 0..<s.count { out[s.first + i] = s.startPosition + i } }
+        return out
+    }
+
+    /// Makes room in every cache for the step's tokens, before the first layer writes them.
+    public func reserve() {
+        for s in slices { s.cache.reserve(s.startPosition + s.count) }
+    }
+
+    /// Commits the step's tokens to their caches after the last layer.
+    public func commit() {
+        for s in slices { s.cache.commit(s.count) }
+    }
+}

@@ -1,0 +1,70 @@
+import Attention
+import Sampling
+import Tokenizer
+
+/// One request while it is being generated: its cache, sampler and stop conditions.
+final class LiveSequence {
+    let index: Int
+    let request: GenerationRequest
+    let cache: LatentCache
+    private(set) var result = GenerationResult()
+    private(set) var isFinished = false
+    private var sampler: Sampler
+    private var decoder: StreamingDecoder?
+    /// Decoded text not yet streamed: held back while it could still begin a stop string.
+    private var pending = ""
+
+    init(index: Int, request: GenerationRequest, cache: LatentCache, tokenizer: Tokenizer?) throws {
+        self.index = index
+        self.request = request
+        self.cache = cache
+        sampler = try Sampler(request.sampling)
+        decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
+    }
+
+    func sample(_ logits: UnsafeBufferPointer<Float>) -> Int { sampler.sample(logits: logits) }
+
+    /// Takes the sampled token; returns text that is now final, if any.
+    func accept(_ token: Int) throws -> String? {
+        if request.stopTokenIds.contains(token) {
+            result.finishReason = .stopToken
+            isFinished = true
+            return nil
+        }
+        result.tokens.append(token)
+        if result.tokens.count >= request.maxTokens { isFinished = true }
+        guard let piece = try decoder?.append(token) else { return nil }
+        pending += piece
+        for stop in request.stopStrings where !stop.isEmpty {
+            if let range = pending.range(of: stop) {
+                pending = String(pending[..<range.lowerBound])
+                result.finishReason = .stopString
+                isFinished = true
+                return nil
+            }
+        }
+        let hold = request.stopStrings.map { Self.overlap(pending, prefixOf: $0) }.max() ?? 0
+        let ready = String(pending.dropLast(hold))
+        pending = String(pending.suffix(hold))
+        result.text += ready
+        return ready.isEmpty ? nil : ready
+    }
+
+    /// Text still held back when the sequence ends.
+    func flush() -> String? {
+        let tail = pending + (result.finishReason == .stopString ? "" : (decoder?.finish() ?? ""))
+        pending = ""
+        result.text += tail
+        return tail.isEmpty ? nil : tail
+    }
+
+    /// Length of the longest suffix of `text` that is a proper prefix of `stop`.
+    static func overlap(_ text: String, prefixOf stop: String) -> Int {
+        var n = min(text.count, stop.count - 1)
+        while n > 0 {
+            if stop.hasPrefix(text.suffix(n)) { return n }
+            n -= 1
+        }
+        return 0
+    }
+}

@@ -1,0 +1,32 @@
+/// bfloat16 is the top half of an IEEE f32: widening is a 16-bit shift, narrowing rounds to nearest even.
+public enum BF16 {
+    @inline(__always)
+    public static func widen(_ v: SIMD16<UInt16>) -> SIMD16<Float> {
+        unsafeBitCast(SIMD16<UInt32>(truncatingIfNeeded: v) &<< 16, to: SIMD16<Float>.self)
+    }
+
+    @inline(__always)
+    public static func toFloat(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
+
+    @inline(__always)
+    public static func fromFloat(_ f: Float) -> UInt16 {
+        let bits = f.bitPattern
+        if f.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x40 }
+        let rounded = bits &+ 0x7FFF &+ ((bits >> 16) & 1)
+        return UInt16(truncatingIfNeeded: rounded >> 16)
+    }
+
+    public static func widen(_ src: UnsafePointer<UInt16>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+        var i = 0
+        let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
+        while i + 16 <= count {
+            d.storeBytes(of: widen(s.loadUnaligned(fromByteOffset: i * 2, as: SIMD16<UInt16>.self)), toByteOffset: i * 4, as: SIMD16<Float>.self)
+            i += 16
+        }
+        while i < count { dst[i] = toFloat(src[i]); i += 1 }
+    }
+
+    public static func narrow(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<UInt16>, count: Int) {
+        for i in 0..<count { dst[i] = fromFloat(src[i]) }
+    }
+}

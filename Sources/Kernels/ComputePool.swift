@@ -1,0 +1,99 @@
+import COpenBLAS
+import Foundation
+import Synchronization
+
+/// Persistent worker threads for data-parallel kernels.
+///
+/// A decode step issues a few hundred short parallel regions (one per matrix), so
+/// waking threads through the kernel each time would cost more than the work: workers
+/// spin briefly on a generation counter and only then park on a semaphore.
+public final class ComputePool: @unchecked Sendable {
+    /// Threads used by every kernel in this process (caller included). Set from
+    /// `CONCLAVE_THREADS`, else the number of cores.
+    public static let shared = ComputePool(threads: ComputePool.defaultThreads)
+
+    public static var defaultThreads: Int {
+        if let s = ProcessInfo.processInfo.environment["CONCLAVE_THREADS"], let n = Int(s), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    public let threads: Int
+    private let generation = Atomic<Int>(0)
+    private let remaining = Atomic<Int>(0)
+    private let workers: [Worker]
+    nonisolated(unsafe) private var job: ((Int) -> Void)?
+    private let lock = NSLock()
+
+    public init(threads: Int) {
+        // Parallelism comes from this pool; OpenBLAS runs inside it, one thread per call.
+        openblas_set_num_threads(1)
+        self.threads = max(1, threads)
+        workers = (0..<max(0, threads - 1)).map { _ in Worker() }
+        for worker in 0..<(self.threads - 1) {
+            let thread = Thread { [unowned self] in self.workerLoop(worker) }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+    }
+
+    /// Runs `body(part)` for `part` in `0..<threads`, part 0 on the calling thread.
+    public func run(_ body: (Int) -> Void) {
+        if threads == 1 { body(0); return }
+        lock.lock()
+        defer { lock.unlock() }
+        withoutActuallyEscaping(body) { escaping in
+            job = escaping
+            remaining.store(threads - 1, ordering: .releasing)
+            generation.add(1, ordering: .sequentiallyConsistent)
+            for w in workers where w.parked.exchange(false, ordering: .sequentiallyConsistent) {
+                w.wakeup.signal()
+            }
+            escaping(0)
+            while remaining.load(ordering: .acquiring) > 0 {}
+            job = nil
+        }
+    }
+
+    /// Splits `0..<count` into one contiguous chunk per thread (aligned to `grain`) and runs them in parallel.
+    public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        let units = (count + grain - 1) / grain
+        let parts = min(threads, units)
+        if parts <= 1 { if count > 0 { body(0..<count) }; return }
+        run { part in
+            guard part < parts else { return }
+            let lo = units * part / parts * grain
+            let hi = min(count, units * (part + 1) / parts * grain)
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+
+    private func workerLoop(_ index: Int) {
+        let worker = workers[index]
+        var seen = 0
+        while true {
+            var spins = 0
+            while generation.load(ordering: .acquiring) == seen {
+                spins += 1
+                if spins < 20_000 { continue }
+                worker.parked.store(true, ordering: .sequentiallyConsistent)
+                if generation.load(ordering: .sequentiallyConsistent) != seen {
+                    // A job arrived while parking: if nobody claimed our flag we go on,
+                    // otherwise a signal is on its way and must be consumed.
+                    if !worker.parked.exchange(false, ordering: .sequentiallyConsistent) { worker.wakeup.wait() }
+                    break
+                }
+                worker.wakeup.wait()
+                spins = 0
+            }
+            seen = generation.load(ordering: .acquiring)
+            job?(index + 1)
+            remaining.subtract(1, ordering: .releasing)
+        }
+    }
+}
+
+/// A parked flag and a wake-up signal per worker thread.
+private final class Worker: Sendable {
+    let parked = Atomic<Bool>(false)
+    let wakeup = DispatchSemaphore(value: 0)
+}

@@ -1,0 +1,84 @@
+import Attention
+import Checkpoint
+import Kernels
+
+/// A DeepSeek-V2/V3 causal language model in one process: embeddings, the decoder
+/// blocks, the final norm and the LM head, named as the checkpoint names them.
+public final class DeepseekModel: @unchecked Sendable {
+    public let config: ModelConfig
+    let embedTokens: WeightMatrix
+    public let layers: [DecoderLayer]
+    let norm: [Float]
+    let lmHead: WeightMatrix
+    /// Forces one MLA algorithm for every step (tests compare the two); nil picks per slice.
+    public var attentionAlgorithm: MultiHeadLatentAttention.Algorithm?
+    private let residual = Scratch(), finalNormed = Scratch()
+
+    public init(checkpoint: Checkpoint) throws {
+        let c = checkpoint.config
+        config = c
+        embedTokens = try checkpoint.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.hiddenSize)
+        layers = try (0..<c.numHiddenLayers).map { try DecoderLayer(checkpoint: checkpoint, index: $0) }
+        norm = try checkpoint.vector("model.norm.weight", count: c.hiddenSize)
+        lmHead = c.tieWordEmbeddings && !checkpoint.contains("lm_head.weight")
+            ? embedTokens
+            : try checkpoint.matrix("lm_head.weight", rows: c.vocabSize, cols: c.hiddenSize)
+    }
+
+    public var weightBytes: Int {
+        embedTokens.byteCount + layers.reduce(0) { $0 + $1.weightBytes } + norm.count * 4
+            + (lmHead.storage.identity == embedTokens.storage.identity ? 0 : lmHead.byteCount)
+    }
+
+    /// An empty latent cache for one sequence.
+    public func makeCache(capacity: Int = 256) -> LatentCache {
+        LatentCache(layers: config.numHiddenLayers, latentDim: config.kvLoraRank, ropeDim: config.qkRopeHeadDim, capacity: capacity)
+    }
+
+    /// Runs one step: `tokens` (in the batch's token-row order) extend their sequences'
+    /// caches; returns the logits of the rows `logitRows`, `[logitRows.count × vocab]`.
+    public func forward(tokens: [Int], batch: AttentionBatch, logitRows: [Int]) -> [Float] {
+        precondition(tokens.count == batch.tokenCount)
+        let hidden = config.hiddenSize
+        let x = residual.floats(tokens.count * hidden)
+        for (t, id) in tokens.enumerated() { embedTokens.copyRow(id, to: x + t * hidden) }
+        batch.reserve()
+        for layer in layers { layer(x, batch: batch, algorithm: attentionAlgorithm) }
+        batch.commit()
+        let h = finalNormed.floats(logitRows.count * hidden)
+        norm.withUnsafeBufferPointer { w in
+            for (i, r) in logitRows.enumerated() {
+                VectorOps.rmsNorm(x + r * hidden, weight: w.baseAddress!, eps: Float(config.rmsNormEps), out: h + i * hidden, dim: hidden)
+            }
+        }
+        var logits = [Float](repeating: 0, count: logitRows.count * config.vocabSize)
+        logits.withUnsafeMutableBufferPointer { Linear.apply(lmHead, h, $0.baseAddress!, tokens: logitRows.count) }
+        return logits
+    }
+
+    /// The routing decisions of MoE layer `layer` in the last step (token-row order), or nil for a dense layer.
+    public func lastRouting(layer: Int) -> [[Int]]? {
+        guard case .moe(let moe) = layers[layer].mlp else { return nil }
+        return (0..<moe.routing.tokens).map { moe.routing.sortedExperts(token: $0) }
+    }
+}
+
+extension DeepseekModel {
+    /// Bytes of weight one token's forward pass reads: every attention and dense weight, the
+    /// gate, the shared experts and `num_experts_per_tok` routed experts of each MoE layer, and
+    /// the LM head (the embedding contributes one row). The decode roofline divides memory
+    /// bandwidth by this.
+    public var activeWeightBytesPerToken: Int {
+        var bytes = lmHead.byteCount + embedTokens.byteCount / config.vocabSize
+        for layer in layers {
+            bytes += layer.selfAttn.weightBytes
+            switch layer.mlp {
+            case .dense(let ffn): bytes += ffn.weightBytes
+            case .moe(let moe):
+                let perExpert = moe.experts.weightBytes / max(moe.experts.held.count, 1)
+                bytes += moe.gate.weightBytes + (moe.sharedExperts?.weightBytes ?? 0) + config.numExpertsPerTok * perExpert
+            }
+        }
+        return bytes
+    }
+}

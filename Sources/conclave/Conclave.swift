@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Conclave: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "conclave",
+        abstract: "Serve DeepSeek-V3/V2-class Mixture-of-Experts models, on one process or across MPI ranks.",
+        subcommands: [Generate.self, Logits.self, Tokenize.self, InitModel.self, Bench.self]
+    )
+}
