@@ -14,7 +14,9 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
 
     let layer: Int
     let heads: Int, nopeDim: Int, ropeDim: Int, valueDim: Int, latentDim: Int, hidden: Int
-    let eps: Float
+    /// The latent norms (`q_a_layernorm`, `kv_a_layernorm`) use DeepSeek's RMSNorm default,
+    /// not `rms_norm_eps`.
+    let latentNormEps: Float = 1e-6
     let softmaxScale: Float
     let rope: RotaryEmbedding
 
@@ -40,7 +42,6 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         valueDim = c.vHeadDim
         latentDim = c.kvLoraRank
         hidden = c.hiddenSize
-        eps = Float(c.rmsNormEps)
         softmaxScale = RotaryEmbedding.softmaxScale(config: c)
         rope = RotaryEmbedding(config: c)
         let qkDim = c.qkNopeHeadDim + c.qkRopeHeadDim
@@ -82,7 +83,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             let low = qLow.floats(tokens * qAProj.rows)
             Linear.apply(qAProj, x, low, tokens: tokens)
             qALayernorm.withUnsafeBufferPointer {
-                VectorOps.rmsNorm(low, weight: $0.baseAddress!, eps: eps, out: low, dim: qAProj.rows, rows: tokens)
+                VectorOps.rmsNorm(low, weight: $0.baseAddress!, eps: latentNormEps, out: low, dim: qAProj.rows, rows: tokens)
             }
             Linear.apply(qBProj, low, q, tokens: tokens)
         }
@@ -93,7 +94,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         for t in 0..<tokens {
             let row = kv + t * width
             kvALayernorm.withUnsafeBufferPointer {
-                VectorOps.rmsNorm(row, weight: $0.baseAddress!, eps: eps, out: row, dim: latentDim)
+                VectorOps.rmsNorm(row, weight: $0.baseAddress!, eps: latentNormEps, out: row, dim: latentDim)
             }
             rope.apply(row + latentDim, position: positions[t], count: 1, stride: width)
             rope.apply(q + t * heads * qkDim + nopeDim, position: positions[t], count: heads, stride: qkDim)

@@ -18,3 +18,13 @@ static inline MPI_Errhandler conclave_errors_return(void) { return MPI_ERRORS_RE
 static inline int conclave_any_source(void) { return MPI_ANY_SOURCE; }
 static inline int conclave_any_tag(void) { return MPI_ANY_TAG; }
 static inline int conclave_undefined(void) { return MPI_UNDEFINED; }
+static inline MPI_Comm conclave_comm_self(void) { return MPI_COMM_SELF; }
+static inline MPI_Datatype conclave_uint8(void) { return MPI_UINT8_T; }
+static inline MPI_Datatype conclave_uint16(void) { return MPI_UINT16_T; }
+static inline MPI_Message conclave_message_null(void) { return MPI_MESSAGE_NULL; }
+static inline int conclave_success(void) { return MPI_SUCCESS; }
+static inline int conclave_thread_multiple(void) { return MPI_THREAD_MULTIPLE; }
+static inline int conclave_max_error_string(void) { return MPI_MAX_ERROR_STRING; }
+static inline int conclave_max_processor_name(void) { return MPI_MAX_PROCESSOR_NAME; }
+// The largest tag every MPI implementation must accept (MPI_TAG_UB is at least this).
+static inline int conclave_tag_ub_guaranteed(void) { return 32767; }

@@ -28,3 +28,38 @@ public final class FeedForward: @unchecked Sendable {
         Linear.apply(downProj, g, out, tokens: tokens)
     }
 }
+
+extension FeedForward {
+    /// One FFN applied to its own block of tokens.
+    public struct Work {
+        public let ffn: FeedForward
+        public let x: UnsafePointer<Float>
+        public let tokens: Int
+        public let out: UnsafeMutablePointer<Float>
+
+        public init(_ ffn: FeedForward, x: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>) {
+            self.ffn = ffn
+            self.x = x
+            self.tokens = tokens
+            self.out = out
+        }
+    }
+
+    /// Runs several FFNs (a token's experts and the shared experts) as two parallel regions
+    /// in all — gate and up projections of every FFN, then every down projection — instead
+    /// of three per FFN. `scratch` holds the intermediate activations.
+    public static func runAll(_ work: [Work], scratch: Scratch) {
+        let sizes = work.map { $0.tokens * $0.ffn.gateProj.rows }
+        let base = scratch.floats(2 * sizes.reduce(0, +))
+        var offsets: [Int] = [], at = 0
+        for s in sizes { offsets.append(at); at += 2 * s }
+        Linear.applyMany(work.indices.flatMap { i in
+            let w = work[i], g = base + offsets[i]
+            return [LinearJob(w.ffn.gateProj, w.x, g, tokens: w.tokens), LinearJob(w.ffn.upProj, w.x, g + sizes[i], tokens: w.tokens)]
+        })
+        for i in work.indices { VectorOps.siluMul(base + offsets[i], base + offsets[i] + sizes[i], count: sizes[i]) }
+        Linear.applyMany(work.indices.map { i in
+            LinearJob(work[i].ffn.downProj, base + offsets[i], work[i].out, tokens: work[i].tokens)
+        })
+    }
+}

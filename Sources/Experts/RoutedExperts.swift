@@ -8,7 +8,7 @@ public final class RoutedExperts: @unchecked Sendable {
     public let held: [Int]
     private let experts: [Int: FeedForward]
     private let hidden: Int
-    private let gathered = Scratch(), results = Scratch()
+    private let gathered = Scratch(), results = Scratch(), intermediate = Scratch()
 
     public init(checkpoint: Checkpoint, layer: Int, held: [Int]) throws {
         let c = checkpoint.config
@@ -27,21 +27,39 @@ public final class RoutedExperts: @unchecked Sendable {
 
     /// `out[t] += Σ_k weight[t,k] · expert[t,k](x[t])` over the (token, expert) pairs whose
     /// expert is held here; pairs naming other experts are skipped (another rank has them).
-    /// Each expert runs once on all of its tokens gathered into one block.
-    public func accumulate(_ x: UnsafePointer<Float>, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>) {
-        for (expert, pairs) in table.byExpert {
-            guard let ffn = experts[expert], !pairs.isEmpty else { continue }
-            let n = pairs.count
-            let input = gathered.floats(n * hidden), output = results.floats(n * hidden)
+    /// Each expert runs once on all of its tokens gathered into one block. `alongside` are
+    /// other FFNs (the shared experts) run in the same parallel regions when that pays.
+    public func accumulate(_ x: UnsafePointer<Float>, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
+                           alongside: [FeedForward.Work] = []) {
+        let active = table.byExpert.compactMap { e in experts[e.expert].map { (ffn: $0, pairs: e.pairs) } }
+        let rows = active.reduce(0) { $0 + $1.pairs.count }
+        let input = gathered.floats(rows * hidden), output = results.floats(rows * hidden)
+        var work: [FeedForward.Work] = []
+        var row = 0
+        for (ffn, pairs) in active {
             for (i, pair) in pairs.enumerated() {
-                (input + i * hidden).update(from: x + pair.token * hidden, count: hidden)
+                (input + (row + i) * hidden).update(from: x + pair.token * hidden, count: hidden)
             }
-            ffn(input, tokens: n, out: output)
+            work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: pairs.count, out: output + row * hidden))
+            row += pairs.count
+        }
+        // Few tokens per expert is decode: memory-bound, best as two regions over all FFNs.
+        // Many is prefill: each expert's block is a real matrix product of its own.
+        if active.allSatisfy({ $0.pairs.count <= Self.fusedTokenLimit }) {
+            FeedForward.runAll(work + alongside, scratch: intermediate)
+        } else {
+            for w in work + alongside { w.ffn(w.x, tokens: w.tokens, out: w.out) }
+        }
+        row = 0
+        for (_, pairs) in active {
             for (i, pair) in pairs.enumerated() {
-                VectorOps.axpy(pair.weight, output + i * hidden, out + pair.token * hidden, count: hidden)
+                VectorOps.axpy(pair.weight, output + (row + i) * hidden, out + pair.token * hidden, count: hidden)
             }
+            row += pairs.count
         }
     }
+
+    static let fusedTokenLimit = 8
 }
 
 /// (token, weight) pairs grouped by expert: the layout an expert FFN consumes.

@@ -131,3 +131,44 @@ enum BF16Dot {
         }
     }
 }
+
+/// One product of `Linear.applyMany`: `y = x · Wᵀ` over `tokens` rows.
+public struct LinearJob {
+    public let weight: WeightMatrix
+    public let x: UnsafePointer<Float>
+    public let y: UnsafeMutablePointer<Float>
+    public let tokens: Int
+    public let ldx: Int
+    public let ldy: Int
+
+    public init(_ weight: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, ldx: Int? = nil, ldy: Int? = nil) {
+        self.weight = weight
+        self.x = x
+        self.y = y
+        self.tokens = tokens
+        self.ldx = ldx ?? weight.cols
+        self.ldy = ldy ?? weight.rows
+    }
+}
+
+extension Linear {
+    /// Runs independent products in one parallel region, splitting their rows evenly over
+    /// the pool. Decode runs a dozen small matrices per layer (a token's experts, or
+    /// the projections that read the same input); one region for all of them saves a
+    /// synchronisation per matrix and keeps both cores streaming.
+    public static func applyMany(_ jobs: [LinearJob], pool: ComputePool = .shared) {
+        guard jobs.contains(where: { if case .bf16 = $0.weight.storage { true } else { false } }) else {
+            for j in jobs { apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool) }
+            return
+        }
+        var starts = [Int](), total = 0
+        for j in jobs { starts.append(total); total += j.weight.rows }
+        let ends = starts.indices.map { starts[$0] + jobs[$0].weight.rows }
+        pool.parallelFor(total, grain: 8) { range in
+            for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && ends[i] > range.lowerBound {
+                let lo = max(range.lowerBound, starts[i]) - starts[i], hi = min(range.upperBound, ends[i]) - starts[i]
+                apply(j.weight.rows(lo..<hi), j.x, j.y + lo, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: nil)
+            }
+        }
+    }
+}

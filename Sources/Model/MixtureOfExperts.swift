@@ -31,11 +31,10 @@ public final class MixtureOfExperts: @unchecked Sendable {
     public func callAsFunction(_ x: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>) {
         gate.route(x, tokens: tokens, into: &routing)
         out.update(repeating: 0, count: tokens * hidden)
-        experts.accumulate(x, table: RoutingAssignments(experts: routing.experts, weights: routing.weights, topK: routing.topK), into: out)
-        if let sharedExperts {
-            let s = shared.floats(tokens * hidden)
-            sharedExperts(x, tokens: tokens, out: s)
-            VectorOps.add(s, to: out, count: tokens * hidden)
-        }
+        let s = shared.floats(tokens * hidden)
+        let sharedWork = sharedExperts.map { [FeedForward.Work($0, x: x, tokens: tokens, out: s)] } ?? []
+        experts.accumulate(x, table: RoutingAssignments(experts: routing.experts, weights: routing.weights, topK: routing.topK),
+                           into: out, alongside: sharedWork)
+        if !sharedWork.isEmpty { VectorOps.add(s, to: out, count: tokens * hidden) }
     }
 }

@@ -7,12 +7,13 @@ import Darwin
 /// Picks token ids from logits: greedy, or temperature softmax restricted by
 /// top-k then top-p, drawn with a seeded generator so runs are reproducible.
 ///
-/// Cost stays near one pass over the vocabulary: greedy is an argmax, top-k a
-/// bounded heap, and top-p without top-k grows a candidate set of the most
-/// likely tokens only until it holds the nucleus.
+/// Cost stays linear in the vocabulary: greedy is an argmax, top-k a bounded
+/// heap, and top-p a weighted quickselect rather than a full sort.
 public struct Sampler: Sendable {
     public let parameters: SamplingParameters
     private var random: RandomSource
+    /// Candidate tokens and their weights, reused across calls.
+    private var candidates: [Weighted] = []
 
     public init(_ parameters: SamplingParameters) throws(SamplingError) {
         try parameters.validate()
@@ -26,77 +27,86 @@ public struct Sampler: Sendable {
         let maxLogit = logits[best]
         // Greedy, or nothing finite to normalize against.
         guard parameters.temperature > 0, parameters.topK != 1, maxLogit.isFinite else { return best }
-        let weigh = Weighing(maxLogit: maxLogit, scale: 1 / parameters.temperature)
-
-        if parameters.topK > 0 && parameters.topK < logits.count {
-            return draw(from: Self.largest(parameters.topK, of: logits), weigh: weigh, total: nil)
-        }
-        var total = 0.0
-        for logit in logits { total += weigh(logit) }
-        if parameters.topP >= 1 {
-            return drawFromAll(logits, weigh: weigh, total: total)
-        }
-        // The nucleus is usually a few dozen tokens: widen the candidates until
-        // they hold it rather than sorting the whole vocabulary.
-        var count = min(64, logits.count)
-        while true {
-            let candidates = Self.largest(count, of: logits)
-            let covered = candidates.reduce(0.0) { $0 + weigh($1.logit) }
-            if covered >= Double(parameters.topP) * total || count == logits.count {
-                return draw(from: candidates, weigh: weigh, total: total)
-            }
-            count = min(count * 4, logits.count)
-        }
-    }
-
-    /// Unnormalized probability: exp((logit - max) / temperature), NaN as 0.
-    private struct Weighing {
-        let maxLogit: Float
-        let scale: Float
-
-        func callAsFunction(_ logit: Float) -> Double {
+        let scale = 1 / parameters.temperature
+        // exp((logit - max) / temperature): softmax without the normalization.
+        func weight(_ logit: Float) -> Double {
             logit.isNaN ? 0 : Double(exp((logit - maxLogit) * scale))
         }
-    }
 
-    /// `candidates` are sorted most likely first; `total` is the weight of the
-    /// whole distribution they come from (nil: just these candidates). Keeps
-    /// the nucleus prefix, then draws in proportion to weight.
-    private mutating func draw(from candidates: [Candidate], weigh: Weighing, total: Double?) -> Int {
-        let weights = candidates.map { weigh($0.logit) }
-        var kept = weights.count
-        var keptWeight = weights.reduce(0, +)
-        if parameters.topP < 1 {
-            let target = Double(parameters.topP) * (total ?? keptWeight)
-            var cumulative = 0.0
-            for (position, weight) in weights.enumerated() {
-                cumulative += weight
-                if cumulative >= target {
-                    kept = position + 1
-                    keptWeight = cumulative
-                    break
-                }
+        candidates.removeAll(keepingCapacity: true)
+        if parameters.topK > 0 && parameters.topK < logits.count {
+            for index in Self.largest(parameters.topK, of: logits) {
+                candidates.append(Weighted(index: index, weight: weight(logits[index])))
+            }
+        } else {
+            for (index, logit) in logits.enumerated() {
+                candidates.append(Weighted(index: index, weight: weight(logit)))
             }
         }
-        var remaining = random.nextUnit() * keptWeight
-        for position in 0..<kept {
-            remaining -= weights[position]
-            if remaining < 0 { return candidates[position].index }
+        var total = 0.0
+        for candidate in candidates { total += candidate.weight }
+        var kept = candidates.count
+        if parameters.topP < 1 {
+            (kept, total) = Self.selectNucleus(&candidates, target: Double(parameters.topP) * total)
         }
-        return candidates[kept - 1].index
+
+        var remaining = random.nextUnit() * total
+        for candidate in candidates[..<kept] where candidate.weight > 0 {
+            remaining -= candidate.weight
+            if remaining < 0 { return candidate.index }
+        }
+        // Rounding left a sliver: the draw belongs to the last likely token.
+        return candidates[..<kept].last { $0.weight > 0 }?.index ?? best
     }
 
-    private mutating func drawFromAll(_ logits: UnsafeBufferPointer<Float>, weigh: Weighing, total: Double) -> Int {
-        var remaining = random.nextUnit() * total
-        var lastLikely = 0
-        for (index, logit) in logits.enumerated() {
-            let weight = weigh(logit)
-            guard weight > 0 else { continue }
-            remaining -= weight
-            if remaining < 0 { return index }
-            lastLikely = index
+    struct Weighted {
+        let index: Int
+        let weight: Double
+    }
+
+    /// Reorders `entries` so that a prefix is the smallest set of heaviest
+    /// entries whose weight reaches `target`, and returns its length and
+    /// weight. A three-way weighted quickselect: expected linear time.
+    static func selectNucleus(_ entries: inout [Weighted], target: Double) -> (count: Int, weight: Double) {
+        // entries[..<low] are in the nucleus, entries[low..<high] undecided.
+        var low = 0, high = entries.count
+        var taken = 0.0
+        while taken < target && low < high {
+            let pivot = medianOfThree(entries[low].weight, entries[(low + high) / 2].weight, entries[high - 1].weight)
+            // Partition into [heavier | equal | lighter].
+            var heavierEnd = low, lighterStart = high, position = low
+            while position < lighterStart {
+                let weight = entries[position].weight
+                if weight > pivot {
+                    entries.swapAt(position, heavierEnd)
+                    heavierEnd += 1
+                    position += 1
+                } else if weight < pivot {
+                    lighterStart -= 1
+                    entries.swapAt(position, lighterStart)
+                } else {
+                    position += 1
+                }
+            }
+            var heavier = 0.0
+            for entry in entries[low..<heavierEnd] { heavier += entry.weight }
+            if taken + heavier >= target {
+                high = heavierEnd
+                continue
+            }
+            taken += heavier
+            low = heavierEnd
+            // Equal weights join one at a time, so the set stays smallest.
+            while low < lighterStart && taken < target {
+                taken += entries[low].weight
+                low += 1
+            }
         }
-        return lastLikely
+        return (low, taken)
+    }
+
+    private static func medianOfThree(_ a: Double, _ b: Double, _ c: Double) -> Double {
+        max(min(a, b), min(max(a, b), c))
     }
 
     /// The first index of the largest logit; NaN never wins.
@@ -110,44 +120,38 @@ public struct Sampler: Sendable {
         return best
     }
 
-    struct Candidate {
-        let index: Int
-        let logit: Float
-
-        /// Higher logit first; the lower id on ties, as argmax.
-        func precedes(_ other: Candidate) -> Bool {
-            logit > other.logit || (logit == other.logit && index < other.index)
-        }
+    /// Higher logit first; the lower id on ties, as argmax. NaN ranks last.
+    private static func precedes(_ a: (index: Int, logit: Float), _ b: (index: Int, logit: Float)) -> Bool {
+        a.logit > b.logit || (a.logit == b.logit && a.index < b.index)
     }
 
-    /// The `count` most likely tokens, most likely first, in O(n log count):
-    /// a min-heap holds the best so far and most tokens fail one comparison
-    /// against its root.
-    static func largest(_ count: Int, of logits: UnsafeBufferPointer<Float>) -> [Candidate] {
-        var heap: [Candidate] = []
+    /// Ids of the `count` most likely tokens in O(n log count): a min-heap
+    /// holds the best so far and most tokens fail one comparison at its root.
+    static func largest(_ count: Int, of logits: UnsafeBufferPointer<Float>) -> [Int] {
+        var heap: [(index: Int, logit: Float)] = []
         heap.reserveCapacity(count)
         func siftDown(_ start: Int) {
             var parent = start
             while true {
                 let left = 2 * parent + 1, right = left + 1
                 var worst = parent
-                if left < heap.count && heap[worst].precedes(heap[left]) { worst = left }
-                if right < heap.count && heap[worst].precedes(heap[right]) { worst = right }
+                if left < heap.count && precedes(heap[worst], heap[left]) { worst = left }
+                if right < heap.count && precedes(heap[worst], heap[right]) { worst = right }
                 guard worst != parent else { return }
                 heap.swapAt(parent, worst)
                 parent = worst
             }
         }
         for (index, logit) in logits.enumerated() {
-            let candidate = Candidate(index: index, logit: logit.isNaN ? -.infinity : logit)
+            let candidate = (index: index, logit: logit.isNaN ? -Float.infinity : logit)
             if heap.count < count {
                 heap.append(candidate)
                 if heap.count == count { for node in stride(from: count / 2 - 1, through: 0, by: -1) { siftDown(node) } }
-            } else if candidate.precedes(heap[0]) {
+            } else if precedes(candidate, heap[0]) {
                 heap[0] = candidate
                 siftDown(0)
             }
         }
-        return heap.sorted { $0.precedes($1) }
+        return heap.map(\.index)
     }
 }
