@@ -77,19 +77,19 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
                                algorithm: Algorithm? = nil) {
         let tokens = batch.tokenCount
         let q = queries.floats(tokens * heads * qkDim)
+        let width = latentDim + ropeDim
+        let kv = latents.floats(tokens * width)
+        // The query's first projection and the latent projection read the same input: one region.
         if let qProj {
-            Linear.apply(qProj, x, q, tokens: tokens)
+            Linear.applyMany([LinearJob(qProj, x, q, tokens: tokens), LinearJob(kvAProjWithMQA, x, kv, tokens: tokens)])
         } else if let qAProj, let qBProj {
             let low = qLow.floats(tokens * qAProj.rows)
-            Linear.apply(qAProj, x, low, tokens: tokens)
+            Linear.applyMany([LinearJob(qAProj, x, low, tokens: tokens), LinearJob(kvAProjWithMQA, x, kv, tokens: tokens)])
             qALayernorm.withUnsafeBufferPointer {
                 VectorOps.rmsNorm(low, weight: $0.baseAddress!, eps: latentNormEps, out: low, dim: qAProj.rows, rows: tokens)
             }
             Linear.apply(qBProj, low, q, tokens: tokens)
         }
-        let width = latentDim + ropeDim
-        let kv = latents.floats(tokens * width)
-        Linear.apply(kvAProjWithMQA, x, kv, tokens: tokens)
         let positions = batch.positions
         for t in 0..<tokens {
             let row = kv + t * width

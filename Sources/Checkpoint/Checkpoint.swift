@@ -29,6 +29,9 @@ public final class Checkpoint: @unchecked Sendable {
     /// The parsed, validated `config.json`.
     public let config: ModelConfig
 
+    /// Every tensor name in the checkpoint, sorted (from the index, or the single file's header).
+    public let tensorNames: [String]
+
     /// Tensor name → shard file name, from the index; nil for a single `model.safetensors`.
     private let weightMap: [String: String]?
     private let lock = NSLock()
@@ -51,9 +54,12 @@ public final class Checkpoint: @unchecked Sendable {
         let index = directory.appendingPathComponent(Self.indexFile)
         if fm.fileExists(atPath: single.path) {
             weightMap = nil
-            files[Self.singleFile] = try SafetensorsFile(url: single)
+            let file = try SafetensorsFile(url: single)
+            files[Self.singleFile] = file
+            tensorNames = file.tensorNames
         } else if fm.fileExists(atPath: index.path) {
             weightMap = try Self.readIndex(index)
+            tensorNames = weightMap!.keys.sorted()
             var byShard: [String: [String]] = [:]
             for (name, shard) in weightMap! { byShard[shard, default: []].append(name) }
             for (shard, names) in byShard.sorted(by: { $0.key < $1.key })
@@ -90,12 +96,6 @@ public final class Checkpoint: @unchecked Sendable {
     }
 
     // MARK: Names
-
-    /// Every tensor name in the checkpoint, sorted (from the index, or the single file's header).
-    public var tensorNames: [String] {
-        if let weightMap { return weightMap.keys.sorted() }
-        return lock.withLock { files[Self.singleFile]!.tensorNames }
-    }
 
     /// Whether the checkpoint lists tensor `name`.
     public func contains(_ name: String) -> Bool {
@@ -191,10 +191,10 @@ public final class Checkpoint: @unchecked Sendable {
             guard let block = config.fp8BlockSize else { throw CheckpointError.missingBlockSize(tensor: name, file: info.file) }
             let scales = try fp8Scales(of: name, rows: rows, cols: cols, block: block)
             let a = Allocation(byteCount: count * 4)
-            scales.withUnsafeBufferPointer { s in
+            if count > 0 { scales.withUnsafeBufferPointer { s in
                 FloatConversion.dequantizeE4M3(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), rows: rows, cols: cols,
                                                scales: s.baseAddress!, block: block, to: a.floats(count: count))
-            }
+            } }
             record(name, allocated: a.byteCount)
             return WeightMatrix(rows: rows, cols: cols, storage: .f32(UnsafePointer(a.floats(count: count))), owner: a)
         case .i64, .i32, .u8, .bool:

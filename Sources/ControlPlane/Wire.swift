@@ -1,4 +1,4 @@
-import CProtobufC
+internal import CProtobufC
 
 #if canImport(Glibc)
 import Glibc

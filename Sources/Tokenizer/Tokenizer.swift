@@ -3,6 +3,8 @@ import Foundation
 /// A Hugging Face byte-level BPE tokenizer, loaded from a model directory's
 /// tokenizer.json (and tokenizer_config.json when present). Produces the same
 /// ids as the `tokenizers` library for DeepSeek-V3/V2 and GPT-2 style files.
+/// The file's post_processor is not applied: `encode(_:addBOS:)` decides
+/// whether bos is prepended.
 public final class Tokenizer: Sendable {
     public let bosId: Int
     public let eosId: Int

@@ -1,4 +1,4 @@
-import CMPI
+internal import CMPI
 
 extension Communicator {
     /// Sends `sendCounts[r]` elements to each rank `r` (taken from `send` in rank order)

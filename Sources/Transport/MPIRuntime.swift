@@ -1,4 +1,4 @@
-import CMPI
+internal import CMPI
 import Synchronization
 
 #if canImport(Glibc)

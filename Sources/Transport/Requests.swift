@@ -1,17 +1,38 @@
-import CMPI
+internal import CMPI
 
-/// Element types MPI can move without conversion.
-public protocol MPIElement {
-    static var mpiDatatype: MPI_Datatype { get }
+/// The element types MPI moves without conversion.
+public enum MPIElementKind: Sendable, Hashable {
+    case float32, float64, int32, int64, uint8
+    /// 16-bit words; bf16 values travel as their bit patterns.
+    case uint16
+
+    var datatype: MPI_Datatype {
+        switch self {
+        case .float32: conclave_float()
+        case .float64: conclave_double()
+        case .int32: conclave_int32()
+        case .int64: conclave_int64()
+        case .uint8: conclave_byte()
+        case .uint16: conclave_uint16()
+        }
+    }
 }
 
-extension Float: MPIElement { public static var mpiDatatype: MPI_Datatype { conclave_float() } }
-extension Double: MPIElement { public static var mpiDatatype: MPI_Datatype { conclave_double() } }
-extension Int32: MPIElement { public static var mpiDatatype: MPI_Datatype { conclave_int32() } }
-extension Int64: MPIElement { public static var mpiDatatype: MPI_Datatype { conclave_int64() } }
-extension UInt8: MPIElement { public static var mpiDatatype: MPI_Datatype { conclave_byte() } }
-/// bf16 values travel as their bit patterns.
-extension UInt16: MPIElement { public static var mpiDatatype: MPI_Datatype { conclave_uint16() } }
+/// A type whose buffers MPI can send as they are.
+public protocol MPIElement {
+    static var mpiElementKind: MPIElementKind { get }
+}
+
+extension MPIElement {
+    static var mpiDatatype: MPI_Datatype { mpiElementKind.datatype }
+}
+
+extension Float: MPIElement { public static var mpiElementKind: MPIElementKind { .float32 } }
+extension Double: MPIElement { public static var mpiElementKind: MPIElementKind { .float64 } }
+extension Int32: MPIElement { public static var mpiElementKind: MPIElementKind { .int32 } }
+extension Int64: MPIElement { public static var mpiElementKind: MPIElementKind { .int64 } }
+extension UInt8: MPIElement { public static var mpiElementKind: MPIElementKind { .uint8 } }
+extension UInt16: MPIElement { public static var mpiElementKind: MPIElementKind { .uint16 } }
 
 /// A non-blocking send or receive in flight.
 ///

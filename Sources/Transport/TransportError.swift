@@ -1,4 +1,4 @@
-import CMPI
+internal import CMPI
 
 /// A failed transport operation. Every case names the operation and, where there is one,
 /// the peer rank, so a log line says which link broke.
