@@ -1,6 +1,4 @@
-import Attention
 import Foundation
-import Model
 import Sampling
 import Tokenizer
 
@@ -45,16 +43,17 @@ public enum GenerationError: Error, CustomStringConvertible {
     }
 }
 
-/// Runs requests to completion on a `StepModel`, batching every live sequence into each
-/// step: a sequence's first step carries its whole prompt (prefill), later steps its last
-/// token (decode), so prefill and decode share one forward pass.
+/// Runs requests to completion on a `StepExecutor`, batching every live sequence into
+/// each step: a sequence's first step carries its whole prompt (prefill), later steps its
+/// last token (decode), so prefill and decode share one forward pass. Stop conditions and
+/// streamed text are decided here, so a cluster's router runs this same loop.
 public final class Generator {
-    public let model: any StepModel
+    public let executor: any StepExecutor
     public let tokenizer: Tokenizer?
     public private(set) var stats = GenerationStats()
 
-    public init(model: any StepModel, tokenizer: Tokenizer?) {
-        self.model = model
+    public init(executor: any StepExecutor, tokenizer: Tokenizer?) {
+        self.executor = executor
         self.tokenizer = tokenizer
     }
 
@@ -63,14 +62,11 @@ public final class Generator {
     public func run(_ requests: [GenerationRequest], onText: (Int, String) -> Void = { _, _ in }) throws -> [GenerationResult] {
         for (i, r) in requests.enumerated() {
             guard !r.prompt.isEmpty else { throw GenerationError.emptyPrompt(request: i) }
-            if let bad = r.prompt.first(where: { $0 < 0 || $0 >= model.vocabSize }) {
-                throw GenerationError.tokenOutOfRange(token: bad, vocabSize: model.vocabSize)
+            if let bad = r.prompt.first(where: { $0 < 0 || $0 >= executor.vocabSize }) {
+                throw GenerationError.tokenOutOfRange(token: bad, vocabSize: executor.vocabSize)
             }
         }
-        var live = try requests.enumerated().map { i, r in
-            try LiveSequence(index: i, request: r, cache: model.makeCache(capacity: r.prompt.count + r.maxTokens),
-                             tokenizer: tokenizer)
-        }
+        var live = try requests.enumerated().map { i, r in try LiveSequence(index: i, request: r, tokenizer: tokenizer) }
         var results = [GenerationResult](repeating: GenerationResult(), count: requests.count)
         live.removeAll { s in
             guard s.request.maxTokens <= 0 else { return false }
@@ -78,36 +74,29 @@ public final class Generator {
             return true
         }
         stats = GenerationStats()
+        var finished: [UInt64] = []
+        var step: UInt64 = 0
         while !live.isEmpty {
-            var tokens: [Int] = []
-            var slices: [AttentionBatch.Slice] = []
-            var lastRows: [Int] = []
-            var prefillTokens = 0
-            for s in live {
-                let step = s.result.tokens.isEmpty ? s.request.prompt : [s.result.tokens.last!]
-                if s.result.tokens.isEmpty { prefillTokens += step.count }
-                slices.append(.init(cache: s.cache, first: tokens.count, count: step.count))
-                tokens += step
-                lastRows.append(tokens.count - 1)
-            }
+            let plan = StepPlan(step: step, work: live.map(\.nextWork), finished: finished)
             let start = DispatchTime.now().uptimeNanoseconds
-            let logits = model.forward(tokens: tokens, batch: AttentionBatch(slices: slices), logitRows: lastRows)
+            let output = try executor.execute(plan)
             let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            stats.record(tokens: tokens.count, prefillTokens: prefillTokens, seconds: seconds)
-            let vocab = model.vocabSize
-            for (i, s) in live.enumerated() {
-                let next = logits.withUnsafeBufferPointer {
-                    s.sample(UnsafeBufferPointer(rebasing: $0[i * vocab ..< (i + 1) * vocab]))
-                }
+            stats.record(plan: plan, seconds: seconds)
+            for s in live {
+                guard let next = output.tokens[s.sequence] else { throw ExecutionError.unknownSequence(s.sequence, step: step) }
                 if let text = try s.accept(next) { onText(s.index, text) }
             }
+            finished = []
             live.removeAll { s in
                 guard s.isFinished else { return false }
                 if let tail = s.flush() { onText(s.index, tail) }
                 results[s.index] = s.result
+                finished.append(s.sequence)
                 return true
             }
+            step += 1
         }
+        if !finished.isEmpty { _ = try executor.execute(StepPlan(step: step, work: [], finished: finished)) }
         return results
     }
 }
@@ -117,12 +106,13 @@ public struct GenerationStats: Sendable {
     public var prefillTokens = 0, prefillSeconds = 0.0
     public var decodeTokens = 0, decodeSeconds = 0.0, decodeSteps = 0
 
-    mutating func record(tokens: Int, prefillTokens: Int, seconds: Double) {
-        if prefillTokens > 0 {
-            self.prefillTokens += prefillTokens
+    mutating func record(plan: StepPlan, seconds: Double) {
+        let prefill = plan.work.filter { $0.joining != nil }.reduce(0) { $0 + $1.tokens.count }
+        if prefill > 0 {
+            prefillTokens += prefill
             prefillSeconds += seconds
         } else {
-            decodeTokens += tokens
+            decodeTokens += plan.tokenCount
             decodeSeconds += seconds
             decodeSteps += 1
         }

@@ -1,28 +1,33 @@
-import Attention
-import Sampling
 import Tokenizer
 
 /// One request while it is being generated: its cache, sampler and stop conditions.
 final class LiveSequence {
     let index: Int
     let request: GenerationRequest
-    let cache: LatentCache
     private(set) var result = GenerationResult()
     private(set) var isFinished = false
-    private var sampler: Sampler
     private var decoder: StreamingDecoder?
     /// Decoded text not yet streamed: held back while it could still begin a stop string.
     private var pending = ""
 
-    init(index: Int, request: GenerationRequest, cache: LatentCache, tokenizer: Tokenizer?) throws {
+    init(index: Int, request: GenerationRequest, tokenizer: Tokenizer?) throws {
         self.index = index
         self.request = request
-        self.cache = cache
-        sampler = try Sampler(request.sampling)
+        try request.sampling.validate()
         decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
     }
 
-    func sample(_ logits: UnsafeBufferPointer<Float>) -> Int { sampler.sample(logits: logits) }
+    /// Sequence ids are request indices: unique within one run.
+    var sequence: UInt64 { UInt64(index) }
+
+    /// This sequence's share of the next step: its prompt when it joins, then its last token.
+    var nextWork: StepPlan.Work {
+        guard let last = result.tokens.last else {
+            return StepPlan.Work(sequence: sequence, tokens: request.prompt, startPosition: 0,
+                                 joining: request.sampling, capacity: request.prompt.count + request.maxTokens)
+        }
+        return StepPlan.Work(sequence: sequence, tokens: [last], startPosition: request.prompt.count + result.tokens.count - 1)
+    }
 
     /// Takes the sampled token; returns text that is now final, if any.
     func accept(_ token: Int) throws -> String? {

@@ -7,8 +7,8 @@ import Foundation
 /// the `[K × N]` weights with strides `{1, K}`. Activations are rounded to bf16 into a
 /// reused buffer (oneDNN 2.6 has no f32 × bf16 matmul).
 public enum BF16Matmul {
-    public enum Strategy: Sendable { case poolSplit, openMP }
-    nonisolated(unsafe) public static var strategy: Strategy = .poolSplit
+    public enum Strategy: Sendable { case splitN, splitNStaged, splitM, openMP }
+    nonisolated(unsafe) public static var strategy: Strategy = .splitN
 
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`, as `Linear.apply`. Returns false,
     /// having written nothing, when `w` is not bf16 or oneDNN cannot run the product, so the
@@ -71,10 +71,10 @@ final class OneDNN: @unchecked Sendable {
                   _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, pool: ComputePool) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        let split = BF16Matmul.strategy == .poolSplit
-        if split { OpenMP.setThreads(1) }
-        let parts = split ? min(pool.threads, max(1, rows / 64)) : 1
-        let key = Plan.Key(tokens: tokens, rows: rows, cols: cols, ldy: ldy, parts: parts, split: split)
+        let strategy = BF16Matmul.strategy
+        OpenMP.setThreads(strategy == .openMP ? pool.threads : 1)
+        let parts = strategy == .splitN || strategy == .splitNStaged ? min(pool.threads, max(1, rows / 64)) : strategy == .splitM ? min(pool.threads, max(1, tokens / 16)) : 1
+        let key = Plan.Key(tokens: tokens, rows: rows, cols: cols, ldy: ldy, parts: parts, strategy: strategy)
         let plan: Plan
         if let cached = plans[key] {
             guard let cached else { return false }
@@ -92,10 +92,10 @@ final class OneDNN: @unchecked Sendable {
             scratchpads.append(.allocate(byteCount: 64, alignment: 64))
             scratchpadCapacity.append(64)
         }
-        for (i, part) in plan.parts.enumerated() where part.scratchpadBytes > scratchpadCapacity[i] {
+        for (i, part) in plan.parts.enumerated() where part.workspaceBytes > scratchpadCapacity[i] {
             scratchpads[i].deallocate()
-            scratchpads[i] = .allocate(byteCount: part.scratchpadBytes, alignment: 64)
-            scratchpadCapacity[i] = part.scratchpadBytes
+            scratchpads[i] = .allocate(byteCount: part.workspaceBytes, alignment: 64)
+            scratchpadCapacity[i] = part.workspaceBytes
         }
         if tokens * cols > sourceCapacity {
             source.deallocate()
@@ -106,7 +106,7 @@ final class OneDNN: @unchecked Sendable {
         pool.parallelFor(tokens, grain: 4) { BF16Matmul.narrow(x, ldx: ldx, rows: $0, cols: cols, into: src) }
         let (streams, scratchpads) = (self.streams, self.scratchpads)
         var failed = false
-        if split {
+        if strategy != .openMP {
             pool.run { p in
                 guard p < plan.parts.count else { return }
                 OpenMP.setThreads(1)
@@ -124,25 +124,32 @@ final class OneDNN: @unchecked Sendable {
 private final class Plan {
     struct Key: Hashable {
         let tokens, rows, cols, ldy, parts: Int
-        let split: Bool
+        let strategy: BF16Matmul.Strategy
     }
 
     final class Part {
-        let columns: Range<Int>
-        let cols: Int
+        let tokens, columns: Range<Int>
+        let cols, ldy: Int
         let primitive: dnnl_primitive_t
         let descriptor: dnnl_primitive_desc_t
         let src, weights, dst, scratchpad: dnnl_memory_t
         let scratchpadBytes: Int
+        /// Written through a dense staging block and copied out: oneDNN 2.6's brgemm matmul
+        /// takes only dense activations and outputs, and falls back to gemm:jit otherwise.
+        let staged: Bool
+        var workspaceBytes: Int { (scratchpadBytes + 63) & ~63 + (staged ? tokens.count * columns.count * 4 : 0) }
 
-        init?(columns: Range<Int>, key: Key, engine: dnnl_engine_t) {
+        init?(tokens: Range<Int>, columns: Range<Int>, key: Key, engine: dnnl_engine_t) {
+            self.tokens = tokens
             self.columns = columns
             cols = key.cols
-            let m = Int64(key.tokens), n = Int64(columns.count), k = Int64(key.cols)
+            ldy = key.ldy
+            staged = key.strategy == .splitNStaged && columns.count != key.ldy
+            let m = Int64(tokens.count), n = Int64(columns.count), k = Int64(key.cols)
             var srcMD = dnnl_memory_desc_t(), weightsMD = dnnl_memory_desc_t(), dstMD = dnnl_memory_desc_t()
             guard Self.describe(&srcMD, [m, k], dnnl_bf16, strides: [k, 1]),
                   Self.describe(&weightsMD, [k, n], dnnl_bf16, strides: [1, k]),
-                  Self.describe(&dstMD, [m, n], dnnl_f32, strides: [Int64(key.ldy), 1]) else { return nil }
+                  Self.describe(&dstMD, [m, n], dnnl_f32, strides: [staged ? n : Int64(key.ldy), 1]) else { return nil }
             var op = dnnl_matmul_desc_t()
             guard dnnl_matmul_desc_init(&op, &srcMD, &weightsMD, nil, &dstMD) == dnnl_success else { return nil }
             var attr: dnnl_primitive_attr_t?
@@ -182,14 +189,21 @@ private final class Plan {
 
         func execute(_ w: UnsafePointer<UInt16>, _ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>,
                      scratchpad buffer: UnsafeMutableRawPointer, stream: dnnl_stream_t) -> Bool {
-            guard dnnl_memory_set_data_handle(src, UnsafeMutableRawPointer(mutating: x)) == dnnl_success,
+            guard dnnl_memory_set_data_handle(src, UnsafeMutableRawPointer(mutating: x + tokens.lowerBound * cols)) == dnnl_success,
                   dnnl_memory_set_data_handle(weights, UnsafeMutableRawPointer(mutating: w + columns.lowerBound * cols)) == dnnl_success,
-                  dnnl_memory_set_data_handle(dst, y + columns.lowerBound) == dnnl_success,
                   dnnl_memory_set_data_handle(scratchpad, buffer) == dnnl_success else { return false }
+            let out = y + tokens.lowerBound * ldy + columns.lowerBound
+            let staging = (buffer + (scratchpadBytes + 63) & ~63).assumingMemoryBound(to: Float.self)
+            guard dnnl_memory_set_data_handle(dst, staged ? staging : out) == dnnl_success else { return false }
             var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: src), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: weights),
                         dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: dst), dnnl_exec_arg_t(arg: DNNL_ARG_SCRATCHPAD, memory: scratchpad)]
-            return dnnl_primitive_execute(primitive, stream, Int32(args.count), &args) == dnnl_success
-                && dnnl_stream_wait(stream) == dnnl_success
+            guard dnnl_primitive_execute(primitive, stream, Int32(args.count), &args) == dnnl_success,
+                  dnnl_stream_wait(stream) == dnnl_success else { return false }
+            if staged {
+                let n = columns.count
+                for t in 0..<tokens.count { (out + t * ldy).update(from: staging + t * n, count: n) }
+            }
+            return true
         }
 
         private static func describe(_ md: inout dnnl_memory_desc_t, _ dims: [Int64], _ type: dnnl_data_type_t, strides: [Int64]) -> Bool {
@@ -204,13 +218,18 @@ private final class Plan {
 
     init?(_ key: Key, engine: dnnl_engine_t) {
         var parts: [Part] = []
-        let units = (key.rows + 15) / 16
         for p in 0..<key.parts {
-            let lo = min(key.rows, units * p / key.parts * 16), hi = min(key.rows, units * (p + 1) / key.parts * 16)
-            guard lo < hi, let part = Part(columns: lo..<hi, key: key, engine: engine) else { return nil }
+            let t = key.strategy == .splitM ? Self.share(key.tokens, p, of: key.parts, grain: 1) : 0..<key.tokens
+            let c = key.strategy == .splitN || key.strategy == .splitNStaged ? Self.share(key.rows, p, of: key.parts, grain: 16) : 0..<key.rows
+            guard !t.isEmpty, !c.isEmpty, let part = Part(tokens: t, columns: c, key: key, engine: engine) else { return nil }
             parts.append(part)
         }
         self.parts = parts
+    }
+
+    private static func share(_ count: Int, _ p: Int, of parts: Int, grain: Int) -> Range<Int> {
+        let units = (count + grain - 1) / grain
+        return min(count, units * p / parts * grain)..<min(count, units * (p + 1) / parts * grain)
     }
 }
 

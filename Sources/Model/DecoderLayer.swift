@@ -19,7 +19,7 @@ public final class DecoderLayer: @unchecked Sendable {
     let eps: Float
     private let normed = Scratch(), branch = Scratch()
 
-    public init(checkpoint: Checkpoint, index: Int) throws {
+    public init(checkpoint: Checkpoint, index: Int, localRouted: Bool) throws {
         let c = checkpoint.config
         let p = "model.layers.\(index)."
         self.index = index
@@ -29,7 +29,7 @@ public final class DecoderLayer: @unchecked Sendable {
         postAttentionLayernorm = try checkpoint.vector(p + "post_attention_layernorm.weight", count: hidden)
         selfAttn = try MultiHeadLatentAttention(checkpoint: checkpoint, layer: index)
         mlp = c.isMoELayer(index)
-            ? .moe(try MixtureOfExperts(checkpoint: checkpoint, layer: index))
+            ? .moe(try MixtureOfExperts(checkpoint: checkpoint, layer: index, localRouted: localRouted))
             : .dense(try FeedForward(checkpoint: checkpoint, prefix: p + "mlp", hidden: hidden, intermediate: c.intermediateSize))
     }
 
@@ -43,7 +43,7 @@ public final class DecoderLayer: @unchecked Sendable {
 
     /// Advances the residual stream `x` (`[tokens × hidden]`) through this block.
     public func callAsFunction(_ x: UnsafeMutablePointer<Float>, batch: AttentionBatch,
-                               algorithm: MultiHeadLatentAttention.Algorithm?) {
+                               algorithm: MultiHeadLatentAttention.Algorithm?, remote: RemoteExperts?) throws {
         let tokens = batch.tokenCount
         let h = normed.floats(tokens * hidden), b = branch.floats(tokens * hidden)
         normalize(x, with: inputLayernorm, into: h, tokens: tokens)
@@ -52,7 +52,7 @@ public final class DecoderLayer: @unchecked Sendable {
         normalize(x, with: postAttentionLayernorm, into: h, tokens: tokens)
         switch mlp {
         case .dense(let ffn): ffn(h, tokens: tokens, out: b)
-        case .moe(let moe): moe(h, tokens: tokens, out: b)
+        case .moe(let moe): try moe(h, tokens: tokens, out: b, remote: remote)
         }
         VectorOps.add(b, to: x, count: tokens * hidden)
     }

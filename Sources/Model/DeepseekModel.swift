@@ -14,11 +14,13 @@ public final class DeepseekModel: @unchecked Sendable {
     public var attentionAlgorithm: MultiHeadLatentAttention.Algorithm?
     private let residual = Scratch(), finalNormed = Scratch()
 
-    public init(checkpoint: Checkpoint) throws {
+    /// Loads every weight, or — for a cluster's attention rank (`localRouted` false) —
+    /// everything but the gates and routed experts, which other ranks hold.
+    public init(checkpoint: Checkpoint, localRouted: Bool = true) throws {
         let c = checkpoint.config
         config = c
         embedTokens = try checkpoint.matrix("model.embed_tokens.weight", rows: c.vocabSize, cols: c.hiddenSize)
-        layers = try (0..<c.numHiddenLayers).map { try DecoderLayer(checkpoint: checkpoint, index: $0) }
+        layers = try (0..<c.numHiddenLayers).map { try DecoderLayer(checkpoint: checkpoint, index: $0, localRouted: localRouted) }
         norm = try checkpoint.vector("model.norm.weight", count: c.hiddenSize)
         lmHead = c.tieWordEmbeddings && !checkpoint.contains("lm_head.weight")
             ? embedTokens
@@ -37,13 +39,14 @@ public final class DeepseekModel: @unchecked Sendable {
 
     /// Runs one step: `tokens` (in the batch's token-row order) extend their sequences'
     /// caches; returns the logits of the rows `logitRows`, `[logitRows.count × vocab]`.
-    public func forward(tokens: [Int], batch: AttentionBatch, logitRows: [Int]) -> [Float] {
+    /// `remote` carries MoE layers whose routed experts live on other ranks.
+    public func forward(tokens: [Int], batch: AttentionBatch, logitRows: [Int], remote: RemoteExperts? = nil) throws -> [Float] {
         precondition(tokens.count == batch.tokenCount)
         let hidden = config.hiddenSize
         let x = residual.floats(tokens.count * hidden)
         for (t, id) in tokens.enumerated() { embedTokens.copyRow(id, to: x + t * hidden) }
         batch.reserve()
-        for layer in layers { layer(x, batch: batch, algorithm: attentionAlgorithm) }
+        for layer in layers { try layer(x, batch: batch, algorithm: attentionAlgorithm, remote: remote) }
         batch.commit()
         let h = finalNormed.floats(logitRows.count * hidden)
         norm.withUnsafeBufferPointer { w in
@@ -58,7 +61,7 @@ public final class DeepseekModel: @unchecked Sendable {
 
     /// The routing decisions of MoE layer `layer` in the last step (token-row order), or nil for a dense layer.
     public func lastRouting(layer: Int) -> [[Int]]? {
-        guard case .moe(let moe) = layers[layer].mlp else { return nil }
+        guard case .moe(let moe) = layers[layer].mlp, case .local = moe.routed else { return nil }
         return (0..<moe.routing.tokens).map { moe.routing.sortedExperts(token: $0) }
     }
 }
@@ -75,8 +78,10 @@ extension DeepseekModel {
             switch layer.mlp {
             case .dense(let ffn): bytes += ffn.weightBytes
             case .moe(let moe):
-                let perExpert = moe.experts.weightBytes / max(moe.experts.held.count, 1)
-                bytes += moe.gate.weightBytes + (moe.sharedExperts?.weightBytes ?? 0) + config.numExpertsPerTok * perExpert
+                bytes += moe.sharedExperts?.weightBytes ?? 0
+                if case .local(let gate, let experts) = moe.routed {
+                    bytes += gate.weightBytes + config.numExpertsPerTok * experts.weightBytes / max(experts.held.count, 1)
+                }
             }
         }
         return bytes

@@ -3,21 +3,40 @@ import Experts
 import Kernels
 import Routing
 
+/// Where a MoE layer's routed experts run when they are not in this process: the
+/// attention rank of a cluster hands its tokens to the router and gets their combined
+/// expert output back.
+public protocol RemoteExperts: AnyObject {
+    /// Sends `tokens` rows of normalised hidden states of MoE layer `layer` away.
+    func send(layer: Int, hidden: UnsafePointer<Float>, tokens: Int) throws
+    /// Receives `Σ_k weight · expert_k(x)` for the rows sent, `[tokens × hidden]`.
+    func receive(layer: Int, into out: UnsafeMutablePointer<Float>, tokens: Int) throws
+}
+
 /// A MoE layer's feed-forward (`mlp`): the gate picks experts per token, the routed
 /// experts run on their tokens, and the shared experts run on every token.
 public final class MixtureOfExperts: @unchecked Sendable {
-    public let gate: Gate
-    public let experts: RoutedExperts
+    /// Gate and routed experts in this process, or a remote path to them.
+    public enum Routed {
+        case local(Gate, RoutedExperts)
+        case remote
+    }
+
+    public let layer: Int
+    public let routed: Routed
     public let sharedExperts: FeedForward?
     public private(set) var routing: RoutingTable
     private let shared = Scratch()
     let hidden: Int
 
-    public init(checkpoint: Checkpoint, layer: Int) throws {
+    public init(checkpoint: Checkpoint, layer: Int, localRouted: Bool) throws {
         let c = checkpoint.config
+        self.layer = layer
         hidden = c.hiddenSize
-        gate = try Gate(checkpoint: checkpoint, layer: layer)
-        experts = try RoutedExperts(checkpoint: checkpoint, layer: layer, held: Array(0..<c.nRoutedExperts))
+        routed = localRouted
+            ? .local(try Gate(checkpoint: checkpoint, layer: layer),
+                     try RoutedExperts(checkpoint: checkpoint, layer: layer, held: Array(0..<c.nRoutedExperts)))
+            : .remote
         sharedExperts = c.nSharedExperts > 0
             ? try FeedForward(checkpoint: checkpoint, prefix: "model.layers.\(layer).mlp.shared_experts",
                               hidden: c.hiddenSize, intermediate: c.moeIntermediateSize * c.nSharedExperts)
@@ -25,16 +44,33 @@ public final class MixtureOfExperts: @unchecked Sendable {
         routing = RoutingTable(topK: c.numExpertsPerTok)
     }
 
-    public var weightBytes: Int { gate.weightBytes + experts.weightBytes + (sharedExperts?.weightBytes ?? 0) }
+    public var weightBytes: Int {
+        let routedBytes = switch routed {
+        case .local(let gate, let experts): gate.weightBytes + experts.weightBytes
+        case .remote: 0
+        }
+        return routedBytes + (sharedExperts?.weightBytes ?? 0)
+    }
 
     /// `out = Σ routed + shared` for `tokens` rows of the normalised hidden states `x`.
-    public func callAsFunction(_ x: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>) {
-        gate.route(x, tokens: tokens, into: &routing)
-        out.update(repeating: 0, count: tokens * hidden)
+    /// With remote experts the shared experts run while the routed path is in flight.
+    public func callAsFunction(_ x: UnsafePointer<Float>, tokens: Int, out: UnsafeMutablePointer<Float>,
+                               remote: RemoteExperts?) throws {
         let s = shared.floats(tokens * hidden)
-        let sharedWork = sharedExperts.map { [FeedForward.Work($0, x: x, tokens: tokens, out: s)] } ?? []
-        experts.accumulate(x, table: RoutingAssignments(experts: routing.experts, weights: routing.weights, topK: routing.topK),
-                           into: out, alongside: sharedWork)
-        if !sharedWork.isEmpty { VectorOps.add(s, to: out, count: tokens * hidden) }
+        switch routed {
+        case .local(let gate, let experts):
+            gate.route(x, tokens: tokens, into: &routing)
+            out.update(repeating: 0, count: tokens * hidden)
+            let sharedWork = sharedExperts.map { [FeedForward.Work($0, x: x, tokens: tokens, out: s)] } ?? []
+            experts.accumulate(x, table: RoutingAssignments(experts: routing.experts, weights: routing.weights, topK: routing.topK),
+                               into: out, alongside: sharedWork)
+            if !sharedWork.isEmpty { VectorOps.add(s, to: out, count: tokens * hidden) }
+        case .remote:
+            guard let remote else { preconditionFailure("MoE layer \(layer) has remote experts but no remote path") }
+            try remote.send(layer: layer, hidden: x, tokens: tokens)
+            sharedExperts?(x, tokens: tokens, out: s)
+            try remote.receive(layer: layer, into: out, tokens: tokens)
+            if sharedExperts != nil { VectorOps.add(s, to: out, count: tokens * hidden) }
+        }
     }
 }

@@ -37,20 +37,20 @@ struct Bench: ParsableCommand {
 
         rows.append(("pp\(promptTokens)", try (0...repetitions).map { _ in
             let cache = deepseek.makeCache(capacity: promptTokens)
-            let seconds = time { _ = deepseek.forward(tokens: prompt, batch: batch([cache], count: promptTokens), logitRows: [promptTokens - 1]) }
+            let seconds = try time { _ = try deepseek.forward(tokens: prompt, batch: batch([cache], count: promptTokens), logitRows: [promptTokens - 1]) }
             return Double(promptTokens) / seconds
         }.dropFirst().map { $0 }))
 
         for b in try parseIds(batches, option: "--batches") where b > 0 {
-            rows.append(("tg\(decodeSteps) b\(b)", (0...repetitions).map { _ in
+            rows.append(("tg\(decodeSteps) b\(b)", try (0...repetitions).map { _ in
                 let caches = (0..<b).map { _ in deepseek.makeCache(capacity: 16 + decodeSteps) }
                 for cache in caches {
-                    _ = deepseek.forward(tokens: Array(prompt.prefix(16)), batch: batch([cache], count: 16), logitRows: [15])
+                    _ = try deepseek.forward(tokens: Array(prompt.prefix(16)), batch: batch([cache], count: 16), logitRows: [15])
                 }
                 var next = Array(prompt.prefix(b))
-                let seconds = time {
+                let seconds = try time {
                     for _ in 0..<decodeSteps {
-                        let logits = deepseek.forward(tokens: next, batch: batch(caches, count: 1), logitRows: Array(0..<b))
+                        let logits = try deepseek.forward(tokens: next, batch: batch(caches, count: 1), logitRows: Array(0..<b))
                         next = (0..<b).map { i in argmax(logits[i * vocab ..< (i + 1) * vocab]) }
                     }
                 }

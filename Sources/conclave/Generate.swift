@@ -51,7 +51,7 @@ struct Generate: ParsableCommand {
         let requests = prompts.map {
             GenerationRequest(prompt: $0, maxTokens: maxTokens, sampling: sampling.parameters, stopTokenIds: stopIds, stopStrings: stops)
         }
-        let generator = Generator(model: deepseek, tokenizer: tokenizer)
+        let generator = Generator(executor: ModelRunner(model: deepseek), tokenizer: tokenizer)
         let stream = !json && requests.count == 1
         let results = try generator.run(requests) { _, text in if stream { emit(text, newline: false) } }
         if json {

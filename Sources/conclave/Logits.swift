@@ -33,7 +33,7 @@ struct Logits: ParsableCommand {
         let deepseek = try DeepseekModel(checkpoint: checkpoint)
         deepseek.attentionAlgorithm = attention.algorithm
         let cache = deepseek.makeCache(capacity: ids.count)
-        let logits = deepseek.forward(tokens: ids, batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: ids.count)]),
+        let logits = try deepseek.forward(tokens: ids, batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: ids.count)]),
                                       logitRows: Array(ids.indices))
         var out: [String: Any] = [
             "tokens": ids,

@@ -12,7 +12,7 @@ import Testing
     func logitsAndRoutingMatchTransformers(_ name: String) throws {
         let reference = try Fixtures.reference(name)
         let model = try DeepseekModel(checkpoint: Checkpoint(directory: Fixtures.model(name)))
-        let logits = prefill(model, reference.prompt)
+        let logits = try prefill(model, reference.prompt)
         let vocab = model.config.vocabSize
         var worst: Float = 0
         for (t, row) in reference.logits.enumerated() {
@@ -29,7 +29,7 @@ import Testing
         let model = try DeepseekModel(checkpoint: Checkpoint(directory: Fixtures.model(name)))
         let request = GenerationRequest(prompt: reference.prompt, maxTokens: reference.greedy.count,
                                         sampling: .greedy)
-        let result = try Generator(model: model, tokenizer: nil).run([request])
+        let result = try Generator(executor: ModelRunner(model: model), tokenizer: nil).run([request])
         #expect(result[0].tokens == reference.greedy)
     }
 
@@ -40,12 +40,12 @@ import Testing
         let reference = try Fixtures.reference(name)
         let model = try DeepseekModel(checkpoint: Checkpoint(directory: Fixtures.model(name)))
         model.attentionAlgorithm = .naive
-        let naive = prefill(model, reference.prompt)
+        let naive = try prefill(model, reference.prompt)
         model.attentionAlgorithm = .absorbed
         let cache = model.makeCache()
         var absorbed: [Float] = []
         for token in reference.prompt {
-            absorbed += model.forward(tokens: [token], batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: 1)]), logitRows: [0])
+            absorbed += try model.forward(tokens: [token], batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: 1)]), logitRows: [0])
         }
         let worst = zip(naive, absorbed).map { abs($0 - $1) }.max()!
         #expect(worst <= 1e-5, "naive vs absorbed max |Δlogit| \(worst)")
@@ -57,18 +57,18 @@ import Testing
         let model = try DeepseekModel(checkpoint: Checkpoint(directory: Fixtures.model("v3-sigmoid-grouped")))
         let a = Array(reference.prompt.prefix(7)), b = Array(reference.prompt.suffix(5))
         let vocab = model.config.vocabSize
-        let aloneA = Array(prefill(model, a).suffix(vocab)), aloneB = Array(prefill(model, b).suffix(vocab))
+        let aloneA = Array(try prefill(model, a).suffix(vocab)), aloneB = Array(try prefill(model, b).suffix(vocab))
         let ca = model.makeCache(), cb = model.makeCache()
-        let both = model.forward(tokens: a + b, batch: AttentionBatch(slices: [.init(cache: ca, first: 0, count: a.count),
+        let both = try model.forward(tokens: a + b, batch: AttentionBatch(slices: [.init(cache: ca, first: 0, count: a.count),
                                                                                .init(cache: cb, first: a.count, count: b.count)]),
                                  logitRows: [a.count - 1, a.count + b.count - 1])
         #expect(zip(both[..<vocab], aloneA).map { abs($0 - $1) }.max()! <= 1e-5)
         #expect(zip(both[vocab...], aloneB).map { abs($0 - $1) }.max()! <= 1e-5)
     }
 
-    private func prefill(_ model: DeepseekModel, _ tokens: [Int]) -> [Float] {
+    private func prefill(_ model: DeepseekModel, _ tokens: [Int]) throws -> [Float] {
         let cache = model.makeCache(capacity: tokens.count)
-        return model.forward(tokens: tokens, batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: tokens.count)]),
+        return try model.forward(tokens: tokens, batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: tokens.count)]),
                              logitRows: Array(tokens.indices))
     }
 }

@@ -1,0 +1,75 @@
+import Attention
+import Model
+import Sampling
+
+public enum ExecutionError: Error, CustomStringConvertible {
+    case unknownSequence(UInt64, step: UInt64)
+    case positionMismatch(sequence: UInt64, expected: Int, planned: Int)
+    case tokenOutOfRange(token: Int, vocabSize: Int)
+
+    public var description: String {
+        switch self {
+        case .unknownSequence(let s, let step): "step \(step) continues sequence \(s), which never joined"
+        case .positionMismatch(let s, let e, let p): "sequence \(s) is at position \(e) but the plan starts it at \(p)"
+        case .tokenOutOfRange(let t, let v): "token id \(t) is outside the vocabulary (0..<\(v))"
+        }
+    }
+}
+
+/// Runs the plan's work on a model in this process: holds each sequence's latent cache
+/// and sampler, batches all work into one forward pass and samples the next tokens.
+/// A single process runs whole plans; a cluster's attention rank runs its share, with
+/// `remote` carrying the routed experts.
+public final class ModelRunner: StepExecutor {
+    public let model: DeepseekModel
+    public let remote: RemoteExperts?
+    private var sequences: [UInt64: (cache: LatentCache, sampler: Sampler)] = [:]
+
+    public init(model: DeepseekModel, remote: RemoteExperts? = nil) {
+        self.model = model
+        self.remote = remote
+    }
+
+    public var vocabSize: Int { model.config.vocabSize }
+    public var liveSequences: Int { sequences.count }
+
+    public func execute(_ plan: StepPlan) throws -> StepOutput {
+        for s in plan.finished { sequences[s] = nil }
+        var tokens: [Int] = []
+        var slices: [AttentionBatch.Slice] = []
+        var rows: [Int] = []
+        for w in plan.work {
+            if let sampling = w.joining {
+                sequences[w.sequence] = (model.makeCache(capacity: max(w.capacity, w.tokens.count)), try Sampler(sampling))
+            }
+            guard let seq = sequences[w.sequence] else { throw ExecutionError.unknownSequence(w.sequence, step: plan.step) }
+            guard seq.cache.length == w.startPosition else {
+                throw ExecutionError.positionMismatch(sequence: w.sequence, expected: seq.cache.length, planned: w.startPosition)
+            }
+            if let bad = w.tokens.first(where: { $0 < 0 || $0 >= vocabSize }) {
+                throw ExecutionError.tokenOutOfRange(token: bad, vocabSize: vocabSize)
+            }
+            slices.append(.init(cache: seq.cache, first: tokens.count, count: w.tokens.count))
+            if w.returnsLogits { rows += tokens.count ..< tokens.count + w.tokens.count } else if w.samples { rows.append(tokens.count + w.tokens.count - 1) }
+            tokens += w.tokens
+        }
+        var output = StepOutput()
+        guard !tokens.isEmpty else { return output }
+        let logits = try model.forward(tokens: tokens, batch: AttentionBatch(slices: slices), logitRows: rows, remote: remote)
+        var row = 0
+        let vocab = vocabSize
+        for w in plan.work {
+            let count = w.returnsLogits ? w.tokens.count : (w.samples ? 1 : 0)
+            guard count > 0 else { continue }
+            let block = Array(logits[row * vocab ..< (row + count) * vocab])
+            if w.returnsLogits { output.logits[w.sequence] = block }
+            if w.samples {
+                output.tokens[w.sequence] = block.withUnsafeBufferPointer {
+                    sequences[w.sequence]!.sampler.sample(logits: UnsafeBufferPointer(rebasing: $0[(count - 1) * vocab ..< count * vocab]))
+                }
+            }
+            row += count
+        }
+        return output
+    }
+}

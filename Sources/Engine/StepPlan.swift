@@ -1,0 +1,65 @@
+import Sampling
+
+/// One forward pass's work: which sequences advance, by which tokens, and which leave.
+/// A sequence joins with its prompt (prefill) and then advances one token per step
+/// (decode); any step may mix joins, decodes and leaves (continuous batching).
+public struct StepPlan: Sendable, Equatable {
+    public struct Work: Sendable, Equatable {
+        public var sequence: UInt64
+        public var tokens: [Int]
+        /// Position of `tokens[0]` in the sequence; 0 means the sequence joins this step.
+        public var startPosition: Int
+        /// Sample a next token after this work (false for a prompt chunk that is not the last).
+        public var samples: Bool
+        /// Also return the logits of every token of this work (the `logits` command).
+        public var returnsLogits: Bool
+        /// Sampling of a joining sequence; nil once it has joined.
+        public var joining: SamplingParameters?
+        /// Positions the sequence may reach, for sizing its cache when it joins.
+        public var capacity: Int
+
+        public init(sequence: UInt64, tokens: [Int], startPosition: Int, samples: Bool = true, returnsLogits: Bool = false,
+                    joining: SamplingParameters? = nil, capacity: Int = 0) {
+            self.sequence = sequence
+            self.tokens = tokens
+            self.startPosition = startPosition
+            self.samples = samples
+            self.returnsLogits = returnsLogits
+            self.joining = joining
+            self.capacity = capacity
+        }
+    }
+
+    public var step: UInt64
+    public var work: [Work]
+    /// Sequences that ended before this step: their caches are freed.
+    public var finished: [UInt64]
+
+    public init(step: UInt64, work: [Work], finished: [UInt64] = []) {
+        self.step = step
+        self.work = work
+        self.finished = finished
+    }
+
+    public var tokenCount: Int { work.reduce(0) { $0 + $1.tokens.count } }
+}
+
+/// What a step produced: a sampled token per sampling sequence, logits where asked.
+public struct StepOutput: Sendable {
+    public var tokens: [UInt64: Int] = [:]
+    /// `[tokens × vocab]` per sequence that asked for logits.
+    public var logits: [UInt64: [Float]] = [:]
+
+    public init() {}
+
+    public mutating func merge(_ other: StepOutput) {
+        tokens.merge(other.tokens) { a, _ in a }
+        logits.merge(other.logits) { a, _ in a }
+    }
+}
+
+/// Executes step plans: in this process (`ModelRunner`) or across a cluster's ranks.
+public protocol StepExecutor: AnyObject {
+    var vocabSize: Int { get }
+    func execute(_ plan: StepPlan) throws -> StepOutput
+}
