@@ -43,8 +43,9 @@ let package = Package(
         .target(name: "Sampling", swiftSettings: fast),
         .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Tokenizer"], swiftSettings: fast),
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"], swiftSettings: fast),
+        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer"], swiftSettings: fast),
         .executableTarget(name: "conclave", dependencies: [
-            "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention",
+            "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fast),
@@ -56,5 +57,6 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Tokenizer", "Sampling", "Presets"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ControlPlane"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane"]),
     ]
 )

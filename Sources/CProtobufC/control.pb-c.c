@@ -1113,7 +1113,7 @@ const ProtobufCMessageDescriptor conclave__v1__submit_request__descriptor =
   (ProtobufCMessageInit) conclave__v1__submit_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor conclave__v1__sequence_work__field_descriptors[7] =
+static const ProtobufCFieldDescriptor conclave__v1__sequence_work__field_descriptors[9] =
 {
   {
     "sequence_id",
@@ -1199,10 +1199,36 @@ static const ProtobufCFieldDescriptor conclave__v1__sequence_work__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "return_logits",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__SequenceWork, return_logits),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "capacity",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__SequenceWork, capacity),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned conclave__v1__sequence_work__field_indices_by_name[] = {
   1,   /* field[1] = attention_rank */
+  8,   /* field[8] = capacity */
   2,   /* field[2] = phase */
+  7,   /* field[7] = return_logits */
   5,   /* field[5] = sample */
   6,   /* field[6] = sampling */
   0,   /* field[0] = sequence_id */
@@ -1212,7 +1238,7 @@ static const unsigned conclave__v1__sequence_work__field_indices_by_name[] = {
 static const ProtobufCIntRange conclave__v1__sequence_work__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor conclave__v1__sequence_work__descriptor =
 {
@@ -1222,7 +1248,7 @@ const ProtobufCMessageDescriptor conclave__v1__sequence_work__descriptor =
   "Conclave__V1__SequenceWork",
   "conclave.v1",
   sizeof(Conclave__V1__SequenceWork),
-  7,
+  9,
   conclave__v1__sequence_work__field_descriptors,
   conclave__v1__sequence_work__field_indices_by_name,
   1,  conclave__v1__sequence_work__number_ranges,
@@ -1717,7 +1743,7 @@ const ProtobufCMessageDescriptor conclave__v1__error_report__descriptor =
   (ProtobufCMessageInit) conclave__v1__error_report__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor conclave__v1__shutdown__field_descriptors[1] =
+static const ProtobufCFieldDescriptor conclave__v1__shutdown__field_descriptors[4] =
 {
   {
     "reason",
@@ -1731,14 +1757,53 @@ static const ProtobufCFieldDescriptor conclave__v1__shutdown__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "baseline_dispatch_counts",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Conclave__V1__Shutdown, n_baseline_dispatch_counts),
+    offsetof(Conclave__V1__Shutdown, baseline_dispatch_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "baseline_combine_counts",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Conclave__V1__Shutdown, n_baseline_combine_counts),
+    offsetof(Conclave__V1__Shutdown, baseline_combine_counts),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "baseline_repetitions",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__Shutdown, baseline_repetitions),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned conclave__v1__shutdown__field_indices_by_name[] = {
+  2,   /* field[2] = baseline_combine_counts */
+  1,   /* field[1] = baseline_dispatch_counts */
+  3,   /* field[3] = baseline_repetitions */
   0,   /* field[0] = reason */
 };
 static const ProtobufCIntRange conclave__v1__shutdown__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 1 }
+  { 0, 4 }
 };
 const ProtobufCMessageDescriptor conclave__v1__shutdown__descriptor =
 {
@@ -1748,7 +1813,7 @@ const ProtobufCMessageDescriptor conclave__v1__shutdown__descriptor =
   "Conclave__V1__Shutdown",
   "conclave.v1",
   sizeof(Conclave__V1__Shutdown),
-  1,
+  4,
   conclave__v1__shutdown__field_descriptors,
   conclave__v1__shutdown__field_indices_by_name,
   1,  conclave__v1__shutdown__number_ranges,

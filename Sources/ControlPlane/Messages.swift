@@ -130,9 +130,15 @@ public struct SequenceWork: Sendable, Hashable {
     public var sample: Bool
     /// Set when the sequence joins (its first chunk); the LM-head rank keeps it.
     public var sampling: SamplingOptions?
+    /// Send the logits of every token back (the `logits` command).
+    public var returnLogits: Bool
+    /// Positions the sequence may reach, to size its cache when it joins.
+    public var capacity: Int
 
     public init(sequenceId: UInt64, attentionRank: Int, phase: Phase, tokens: [Int], startPosition: Int,
-                sample: Bool = true, sampling: SamplingOptions? = nil) {
+                sample: Bool = true, sampling: SamplingOptions? = nil, returnLogits: Bool = false, capacity: Int = 0) {
+        self.returnLogits = returnLogits
+        self.capacity = capacity
         self.sequenceId = sequenceId
         self.attentionRank = attentionRank
         self.phase = phase
@@ -258,8 +264,18 @@ public struct ErrorReport: Sendable, Hashable {
 /// Every rank stops.
 public struct Shutdown: Sendable, Hashable {
     public var reason: String
+    /// Element counts per expert-communicator rank of a raw all-to-all the router and
+    /// expert ranks time before exiting (the profile's baseline); empty for none.
+    public var baselineDispatchCounts: [Int]
+    public var baselineCombineCounts: [Int]
+    public var baselineRepetitions: Int
 
-    public init(reason: String) { self.reason = reason }
+    public init(reason: String, baselineDispatchCounts: [Int] = [], baselineCombineCounts: [Int] = [], baselineRepetitions: Int = 0) {
+        self.reason = reason
+        self.baselineDispatchCounts = baselineDispatchCounts
+        self.baselineCombineCounts = baselineCombineCounts
+        self.baselineRepetitions = baselineRepetitions
+    }
 }
 
 /// Everything ranks tell each other that is not an activation.

@@ -47,6 +47,9 @@ enum Wire {
             var s = Conclave__V1__Shutdown()
             conclave__v1__shutdown__init(&s)
             s.reason = arena.string(m.reason)
+            (s.n_baseline_dispatch_counts, s.baseline_dispatch_counts) = arena.array(m.baselineDispatchCounts.map { UInt64(max($0, 0)) })
+            (s.n_baseline_combine_counts, s.baseline_combine_counts) = arena.array(m.baselineCombineCounts.map { UInt64(max($0, 0)) })
+            s.baseline_repetitions = UInt32(clamping: m.baselineRepetitions)
             env.shutdown = arena.box(s)
         }
         // The arena owns every pointer in `env`; it is freed when this scope ends.
@@ -132,6 +135,8 @@ enum Wire {
             s.start_position = try uint32(w.startPosition, "start_position")
             s.sample = w.sample ? 1 : 0
             if let sampling = w.sampling { s.sampling = try c(sampling, arena) }
+            s.return_logits = w.returnLogits ? 1 : 0
+            s.capacity = try uint32(w.capacity, "capacity")
             work.append(arena.box(s))
         }
         (p.n_work, p.work) = arena.array(work)
@@ -256,7 +261,7 @@ enum Wire {
         case CONCLAVE__V1__ENVELOPE__BODY_FINISH: .finish(try swift(present(e.finish, "finish")))
         case CONCLAVE__V1__ENVELOPE__BODY_STATS: .stats(try swift(present(e.stats, "stats")))
         case CONCLAVE__V1__ENVELOPE__BODY_ERROR_REPORT: .errorReport(try swift(present(e.error_report, "error_report")))
-        case CONCLAVE__V1__ENVELOPE__BODY_SHUTDOWN: .shutdown(Shutdown(reason: try string(present(e.shutdown, "shutdown").pointee.reason, "shutdown.reason")))
+        case CONCLAVE__V1__ENVELOPE__BODY_SHUTDOWN: .shutdown(try swift(present(e.shutdown, "shutdown")))
         default: nil
         }
     }
@@ -300,6 +305,14 @@ enum Wire {
                              ignoreEOS: r.ignore_eos != 0)
     }
 
+    private static func swift(_ p: UnsafePointer<Conclave__V1__Shutdown>) throws(ValueError) -> Shutdown {
+        let m = p.pointee
+        return Shutdown(reason: try string(m.reason, "shutdown.reason"),
+                        baselineDispatchCounts: array(m.baseline_dispatch_counts, m.n_baseline_dispatch_counts).map { Int($0) },
+                        baselineCombineCounts: array(m.baseline_combine_counts, m.n_baseline_combine_counts).map { Int($0) },
+                        baselineRepetitions: Int(m.baseline_repetitions))
+    }
+
     private static func swift(_ p: UnsafePointer<Conclave__V1__StepPlan>) throws(ValueError) -> StepPlan {
         let plan = p.pointee
         var work: [SequenceWork] = []
@@ -314,7 +327,8 @@ enum Wire {
             work.append(SequenceWork(sequenceId: w.sequence_id, attentionRank: Int(w.attention_rank), phase: phase,
                                      tokens: array(w.tokens, w.n_tokens).map(Int.init),
                                      startPosition: Int(w.start_position), sample: w.sample != 0,
-                                     sampling: w.sampling.map { swift(UnsafePointer($0)) }))
+                                     sampling: w.sampling.map { swift(UnsafePointer($0)) },
+                                     returnLogits: w.return_logits != 0, capacity: Int(w.capacity)))
         }
         return StepPlan(step: plan.step, work: work,
                         finishedSequences: array(plan.finished_sequences, plan.n_finished_sequences))

@@ -22,7 +22,7 @@ public enum ExecutionError: Error, CustomStringConvertible {
 /// `remote` carrying the routed experts.
 public final class ModelRunner: StepExecutor {
     public let model: DeepseekModel
-    public let remote: RemoteExperts?
+    public private(set) weak var remote: RemoteExperts?
     private var sequences: [UInt64: (cache: LatentCache, sampler: Sampler)] = [:]
 
     public init(model: DeepseekModel, remote: RemoteExperts? = nil) {

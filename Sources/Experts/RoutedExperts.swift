@@ -29,8 +29,10 @@ public final class RoutedExperts: @unchecked Sendable {
     /// expert is held here; pairs naming other experts are skipped (another rank has them).
     /// Each expert runs once on all of its tokens gathered into one block. `alongside` are
     /// other FFNs (the shared experts) run in the same parallel regions when that pays.
-    public func accumulate(_ x: UnsafePointer<Float>, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
+    /// Row `t` of `x` starts at `t · ldx` (default `hidden`: dispatched rows carry routing after the activations).
+    public func accumulate(_ x: UnsafePointer<Float>, ldx: Int? = nil, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
                            alongside: [FeedForward.Work] = []) {
+        let ldx = ldx ?? hidden
         let active = table.byExpert.compactMap { e in experts[e.expert].map { (ffn: $0, pairs: e.pairs) } }
         let rows = active.reduce(0) { $0 + $1.pairs.count }
         let input = gathered.floats(rows * hidden), output = results.floats(rows * hidden)
@@ -38,7 +40,7 @@ public final class RoutedExperts: @unchecked Sendable {
         var row = 0
         for (ffn, pairs) in active {
             for (i, pair) in pairs.enumerated() {
-                (input + (row + i) * hidden).update(from: x + pair.token * hidden, count: hidden)
+                (input + (row + i) * hidden).update(from: x + pair.token * ldx, count: hidden)
             }
             work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: pairs.count, out: output + row * hidden))
             row += pairs.count

@@ -2,7 +2,6 @@ import ArgumentParser
 import Checkpoint
 import Engine
 import Foundation
-import Model
 import Tokenizer
 
 struct Generate: ParsableCommand {
@@ -36,6 +35,8 @@ struct Generate: ParsableCommand {
     @Flag(help: "Print one JSON object per prompt (token ids and text) instead of streaming text.")
     var json = false
 
+    @OptionGroup var cluster: ClusterArguments
+
     func validate() throws {
         let sources = [prompt != nil, tokens != nil, promptsFile != nil].filter { $0 }.count
         guard sources == 1 else { throw ValidationError("give exactly one of --prompt, --tokens or --prompts-file") }
@@ -43,31 +44,31 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-        let checkpoint = try Checkpoint(directory: model.url)
-        let tokenizer = try Tokenizer(directory: model.url)
-        let prompts = try promptIds(tokenizer: tokenizer)
-        let deepseek = try DeepseekModel(checkpoint: checkpoint)
-        let stopIds = ignoreEOS ? [] : Set(checkpoint.config.eosTokenIds)
-        let requests = prompts.map {
-            GenerationRequest(prompt: $0, maxTokens: maxTokens, sampling: sampling.parameters, stopTokenIds: stopIds, stopStrings: stops)
-        }
-        let generator = Generator(executor: ModelRunner(model: deepseek), tokenizer: tokenizer)
-        let stream = !json && requests.count == 1
-        let results = try generator.run(requests) { _, text in if stream { emit(text, newline: false) } }
-        if json {
-            for (r, result) in zip(requests, results) {
-                emit(try jsonText(["prompt": r.prompt, "tokens": result.tokens, "text": result.text,
-                                   "finish_reason": result.finishReason.rawValue]))
+        try Executor.run(model: model.url, cluster: cluster) { executor in
+            let tokenizer = try Tokenizer(directory: model.url)
+            let config = try ModelConfig(contentsOf: model.url.appendingPathComponent(Checkpoint.configFile))
+            let stopIds = ignoreEOS ? [] : Set(config.eosTokenIds)
+            let requests = try promptIds(tokenizer: tokenizer).map {
+                GenerationRequest(prompt: $0, maxTokens: maxTokens, sampling: sampling.parameters, stopTokenIds: stopIds, stopStrings: stops)
             }
-        } else if stream {
-            emit("")
-        } else {
-            for result in results { emit(result.text) }
+            let generator = Generator(executor: executor.stepExecutor, tokenizer: tokenizer)
+            let stream = !json && requests.count == 1
+            let results = try generator.run(requests) { _, text in if stream { emit(text, newline: false) } }
+            if json {
+                for (r, result) in zip(requests, results) {
+                    emit(try jsonText(["prompt": r.prompt, "tokens": result.tokens, "text": result.text,
+                                       "finish_reason": result.finishReason.rawValue]))
+                }
+            } else if stream {
+                emit("")
+            } else {
+                for result in results { emit(result.text) }
+            }
+            let s = generator.stats
+            note(String(format: "prefill %d tokens in %.3f s (%.1f tok/s); decode %d tokens in %.3f s (%.1f tok/s)",
+                        s.prefillTokens, s.prefillSeconds, Double(s.prefillTokens) / max(s.prefillSeconds, 1e-9),
+                        s.decodeTokens, s.decodeSeconds, Double(s.decodeTokens) / max(s.decodeSeconds, 1e-9)))
         }
-        let s = generator.stats
-        note(String(format: "prefill %d tokens in %.3f s (%.1f tok/s); decode %d tokens in %.3f s (%.1f tok/s)",
-                    s.prefillTokens, s.prefillSeconds, Double(s.prefillTokens) / max(s.prefillSeconds, 1e-9),
-                    s.decodeTokens, s.decodeSeconds, Double(s.decodeTokens) / max(s.decodeSeconds, 1e-9)))
     }
 
     private func promptIds(tokenizer: Tokenizer) throws -> [[Int]] {

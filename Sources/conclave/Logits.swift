@@ -1,5 +1,6 @@
 import ArgumentParser
 import Attention
+import Engine
 import Checkpoint
 import Foundation
 import Model
@@ -19,30 +20,43 @@ struct Logits: ParsableCommand {
     @Option(help: "MLA algorithm: auto (naive for prompts, absorbed for single tokens), naive or absorbed.")
     var attention: AttentionChoice = .auto
 
+    @OptionGroup var cluster: ClusterArguments
+
     func run() throws {
         let ids = try parseIds(tokens, option: "--tokens")
         guard !ids.isEmpty else { throw ValidationError("--tokens is empty") }
-        let checkpoint = try Checkpoint(directory: model.url)
-        let c = checkpoint.config
+        let c = try ModelConfig(contentsOf: model.url.appendingPathComponent(Checkpoint.configFile))
         if let bad = ids.first(where: { $0 < 0 || $0 >= c.vocabSize }) {
             throw ValidationError("token id \(bad) is outside the vocabulary (0..<\(c.vocabSize))")
         }
         if let layer = routingLayer, !(0..<c.numHiddenLayers).contains(layer) || !c.isMoELayer(layer) {
             throw ValidationError("--routing-layer \(layer) is not a MoE layer of this model")
         }
-        let deepseek = try DeepseekModel(checkpoint: checkpoint)
-        deepseek.attentionAlgorithm = attention.algorithm
-        let cache = deepseek.makeCache(capacity: ids.count)
-        let logits = try deepseek.forward(tokens: ids, batch: AttentionBatch(slices: [.init(cache: cache, first: 0, count: ids.count)]),
-                                      logitRows: Array(ids.indices))
-        var out: [String: Any] = [
-            "tokens": ids,
-            "logits": ids.indices.map { Array(logits[$0 * c.vocabSize ..< ($0 + 1) * c.vocabSize]) },
-        ]
-        if let layer = routingLayer {
-            out["routing"] = ["layer": layer, "experts": deepseek.lastRouting(layer: layer) ?? []]
+        try Executor.run(model: model.url, cluster: cluster, configure: configure) { executor in
+            let step = StepPlan(step: 0, work: [StepPlan.Work(sequence: 0, tokens: ids, startPosition: 0, samples: false,
+                                                              returnsLogits: true, joining: .greedy, capacity: ids.count)])
+            let logits = try executor.stepExecutor.execute(step).logits[0]!
+            var out: [String: Any] = [
+                "tokens": ids,
+                "logits": ids.indices.map { Array(logits[$0 * c.vocabSize ..< ($0 + 1) * c.vocabSize]) },
+            ]
+            if let layer = routingLayer {
+                let experts: [[Int]] = switch executor {
+                case .local(let runner): runner.model.lastRouting(layer: layer) ?? []
+                case .cluster(let session): session.router.lastRouting
+                }
+                out["routing"] = ["layer": layer, "experts": experts]
+            }
+            _ = try executor.stepExecutor.execute(StepPlan(step: 1, work: [], finished: [0]))
+            emit(try jsonText(out))
         }
-        emit(try jsonText(out))
+    }
+
+    private func configure(_ executor: Executor) {
+        switch executor {
+        case .local(let runner): runner.model.attentionAlgorithm = attention.algorithm
+        case .cluster(let session): session.router.routingLayer = routingLayer
+        }
     }
 }
 

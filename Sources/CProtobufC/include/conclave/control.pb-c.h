@@ -224,10 +224,18 @@ struct  Conclave__V1__SequenceWork
    * set when the sequence joins (start_position 0)
    */
   Conclave__V1__SamplingParams *sampling;
+  /*
+   * send the logits of every token back (the logits command)
+   */
+  protobuf_c_boolean return_logits;
+  /*
+   * positions the sequence may reach, to size its cache on joining
+   */
+  uint32_t capacity;
 };
 #define CONCLAVE__V1__SEQUENCE_WORK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&conclave__v1__sequence_work__descriptor) \
-    , 0, 0, CONCLAVE__V1__PHASE__PHASE_UNSPECIFIED, 0,NULL, 0, 0, NULL }
+    , 0, 0, CONCLAVE__V1__PHASE__PHASE_UNSPECIFIED, 0,NULL, 0, 0, NULL, 0, 0 }
 
 
 /*
@@ -346,10 +354,19 @@ struct  Conclave__V1__Shutdown
 {
   ProtobufCMessage base;
   char *reason;
+  /*
+   * Before exiting, the router and expert ranks time a raw MPI_Alltoallv of these
+   * element counts (router -> each expert rank, and back), for the profile's baseline.
+   */
+  size_t n_baseline_dispatch_counts;
+  uint64_t *baseline_dispatch_counts;
+  size_t n_baseline_combine_counts;
+  uint64_t *baseline_combine_counts;
+  uint32_t baseline_repetitions;
 };
 #define CONCLAVE__V1__SHUTDOWN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&conclave__v1__shutdown__descriptor) \
-    , (char *)protobuf_c_empty_string }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0,NULL, 0 }
 
 
 typedef enum {

@@ -1,0 +1,103 @@
+import ControlPlane
+import Engine
+import Experts
+import Foundation
+import Model
+import Sampling
+import Transport
+
+/// An attention rank: embeddings, MLA with the latent caches of its own sequences, dense
+/// layers, shared experts and the LM head. Each step it runs its share of the plan on the
+/// same `ModelRunner` a single process uses; MoE layers send their hidden states to the
+/// router and compute the shared experts while the routed path is in flight.
+final class AttentionRank: RemoteExperts {
+    let world: Communicator
+    let router: Int
+    private(set) var runner: ModelRunner!
+
+    init(world: Communicator, router: Int, model: DeepseekModel) {
+        self.world = world
+        self.router = router
+        runner = ModelRunner(model: model, remote: self)
+    }
+
+    /// Runs plans until the router says shut down.
+    func run() throws {
+        while true {
+            let bytes = try world.broadcast(bytes: [], root: router)
+            switch try ControlMessage.decode(bytes, from: router) {
+            case .stepPlan(let plan): try step(plan)
+            case .shutdown: return
+            default: throw ClusterError.unexpectedMessage(from: router, expected: "step plan or shutdown")
+            }
+        }
+    }
+
+    private func step(_ plan: WirePlan) throws {
+        let mine = plan.work.filter { $0.attentionRank == world.rank }
+        let local = Engine.StepPlan(step: plan.step, work: mine.map { w in
+            Engine.StepPlan.Work(sequence: w.sequenceId, tokens: w.tokens, startPosition: w.startPosition, samples: w.sample,
+                                 returnsLogits: w.returnLogits,
+                                 joining: w.sampling.map { SamplingParameters(temperature: $0.temperature, topK: $0.topK, topP: $0.topP, seed: $0.seed) },
+                                 capacity: w.capacity)
+        }, finished: plan.finishedSequences)
+        let output = try runner.execute(local)
+        guard !mine.isEmpty else { return }
+        // A work item that does not sample reports token 0; the router knows not to use it.
+        let tokens = mine.map { w in
+            SequenceToken(sequenceId: w.sequenceId, token: output.tokens[w.sequenceId] ?? 0,
+                          logitsRows: w.returnLogits ? w.tokens.count : 0)
+        }
+        try world.send(bytes: ControlMessage.stepResult(StepResult(step: plan.step, tokens: tokens)).encode(senderRank: world.rank),
+                       to: router, tag: Tag.stepResult)
+        for w in mine where w.returnLogits {
+            try output.logits[w.sequenceId]!.withUnsafeBufferPointer { try world.sendFloats($0, to: router, tag: Tag.logits) }
+        }
+    }
+
+    func send(layer: Int, hidden: UnsafePointer<Float>, tokens: Int) throws {
+        try world.sendFloats(UnsafeBufferPointer(start: hidden, count: tokens * runner.model.config.hiddenSize),
+                             to: router, tag: Tag.hiddenBase + layer)
+    }
+
+    func receive(layer: Int, into out: UnsafeMutablePointer<Float>, tokens: Int) throws {
+        _ = try world.receiveFloats(into: UnsafeMutableBufferPointer(start: out, count: tokens * runner.model.config.hiddenSize),
+                                    from: router, tag: Tag.hiddenBase + layer)
+    }
+}
+
+/// An expert rank: a shard of the routed experts of every MoE layer, served to the router
+/// layer by layer, step after step.
+final class ExpertRank {
+    let world: Communicator
+    let router: Int
+    let plane: ExpertDataPlane
+    let experts: [RoutedExpertsLayer]
+
+    struct RoutedExpertsLayer {
+        let layer: Int
+        let experts: RoutedExperts
+    }
+
+    init(world: Communicator, router: Int, plane: ExpertDataPlane, experts: [RoutedExpertsLayer]) {
+        self.world = world
+        self.router = router
+        self.plane = plane
+        self.experts = experts
+    }
+
+    func run() throws {
+        while true {
+            let bytes = try world.broadcast(bytes: [], root: router)
+            switch try ControlMessage.decode(bytes, from: router) {
+            case .stepPlan(let plan):
+                guard plan.work.contains(where: { !$0.tokens.isEmpty }) else { continue }
+                for l in experts { try plane.serve(l.experts) }
+            case .shutdown(let s):
+                if s.baselineRepetitions > 0 { _ = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: s) }
+                return
+            default: throw ClusterError.unexpectedMessage(from: router, expected: "step plan or shutdown")
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+import Checkpoint
+import ControlPlane
+import Engine
+import Experts
+import Foundation
+import Model
+import Transport
+
+/// How to start a cluster run: the model, and where the layout comes from.
+public struct ClusterOptions: Sendable {
+    public var model: URL
+    public var layoutFile: URL?
+    public var attentionRanks: Int?
+
+    public init(model: URL, layoutFile: URL? = nil, attentionRanks: Int? = nil) {
+        self.model = model
+        self.layoutFile = layoutFile
+        self.attentionRanks = attentionRanks
+    }
+}
+
+/// Rank 0's handle on a running cluster: the executor to drive, and the way to end it.
+public final class ClusterSession {
+    public let router: RouterRank
+    public let layout: ClusterLayout
+    /// One row per rank: what it holds (for `--profile-out`).
+    public let ranks: [Hello]
+
+    init(router: RouterRank, layout: ClusterLayout, ranks: [Hello]) {
+        self.router = router
+        self.layout = layout
+        self.ranks = ranks
+    }
+
+    /// Shuts every rank down (after the all-to-all baseline) and returns the profile.
+    public func finish(reason: String = "done") throws -> AllToAllProfile {
+        try router.shutdown(reason: reason)
+        try MPIRuntime.finalize()
+        return router.profile
+    }
+
+    public var ranksJSON: [[String: Any]] {
+        ranks.map { ["rank": $0.rank, "host": $0.host, "role": $0.role.rawValue, "experts": $0.experts,
+                     "resident_weight_bytes": $0.residentWeightBytes] }
+    }
+}
+
+/// Starts this process's part of a cluster run under mpirun.
+///
+/// Every rank reads config.json and the layout and validates them before loading any
+/// weight; a mismatch is one line from rank 0 and every rank exits non-zero. Then each
+/// rank maps only the tensors of its role and reports a `Hello` (or its load error) to
+/// rank 0, which prints the start-up table — or every rank's error — and tells all ranks
+/// to go on or stop.
+public enum ClusterLauncher {
+    /// On rank 0, the session to drive; on the other ranks, runs their role until the
+    /// router shuts the cluster down, then returns nil.
+    public static func start(_ options: ClusterOptions, world: Communicator) throws -> ClusterSession? {
+        let router = 0
+        let config: ModelConfig
+        let layout: ClusterLayout
+        do {
+            config = try ModelConfig(contentsOf: options.model.appendingPathComponent(Checkpoint.configFile))
+            layout = if let file = options.layoutFile {
+                try ClusterLayout.load(file, worldSize: world.size, routedExperts: config.nRoutedExperts)
+            } else {
+                try ClusterLayout.derived(worldSize: world.size, routedExperts: config.nRoutedExperts, attentionRanks: options.attentionRanks)
+            }
+            guard layout.router == router else { throw ClusterError.layout("the router must be rank 0 (it owns the requests)") }
+        } catch {
+            // Every rank reached the same verdict from the same files: rank 0 speaks for all.
+            throw ClusterStartError(message: "\(error)", printedBy: world.rank == 0)
+        }
+        let role = layout.role(of: world.rank)
+        let expertComm = try world.split(color: role == .attention ? nil : 1, key: world.rank)
+        let expertCommRanks = [layout.router] + layout.expertRanks
+
+        var part: Result<Part, Error>
+        do {
+            let checkpoint = try Checkpoint(directory: options.model)
+            switch role {
+            case .router:
+                part = .success(.router(try RouterRank(world: world, expertComm: expertComm!, expertCommRanks: expertCommRanks,
+                                                       layout: layout, checkpoint: checkpoint), checkpoint))
+            case .attention:
+                part = .success(.attention(try DeepseekModel(checkpoint: checkpoint, localRouted: false), checkpoint))
+            case .expert:
+                let held = layout.experts(heldBy: world.rank)
+                let layers = try (0..<config.numHiddenLayers).filter(config.isMoELayer).map {
+                    ExpertRank.RoutedExpertsLayer(layer: $0, experts: try RoutedExperts(checkpoint: checkpoint, layer: $0, held: held))
+                }
+                part = .success(.expert(layers, checkpoint))
+            }
+        } catch {
+            part = .failure(error)
+        }
+
+        let report: ControlMessage = switch part {
+        case .success(let p):
+            .hello(Hello(rank: world.rank, host: MPIRuntime.processorName, role: RankRole(role), experts: layout.experts(heldBy: world.rank),
+                         residentWeightBytes: p.checkpoint.residentBytes, pid: Int(getpid())))
+        case .failure(let e):
+            .errorReport(ErrorReport(rank: world.rank, code: .internal, message: "\(e)"))
+        }
+        let reports = try world.gather(bytes: report.encode(senderRank: world.rank), root: router)
+        var hellos: [Hello] = []
+        var failures: [String] = []
+        if world.rank == router {
+            for (r, bytes) in reports.enumerated() {
+                switch try ControlMessage.decode(bytes, from: r) {
+                case .hello(let h): hellos.append(h)
+                case .errorReport(let e): failures.append("rank \(e.rank) (\(layout.role(of: e.rank).rawValue)): \(e.message)")
+                default: failures.append("rank \(r) sent an unexpected start-up message")
+                }
+            }
+        }
+        var go: [Int32] = [failures.isEmpty ? 1 : 0]
+        try go.withUnsafeMutableBufferPointer { try world.broadcast($0, root: router) }
+        guard go[0] == 1 else {
+            throw ClusterStartError(message: failures.joined(separator: "\n"), printedBy: world.rank == router)
+        }
+        if world.rank == router {
+            let table = layout.table(hosts: Dictionary(uniqueKeysWithValues: hellos.map { ($0.rank, $0.host) }),
+                                     residentBytes: Dictionary(uniqueKeysWithValues: hellos.map { ($0.rank, $0.residentWeightBytes) }))
+            FileHandle.standardError.write(Data(table.utf8))
+        }
+
+        switch try part.get() {
+        case .router(let r, _):
+            return ClusterSession(router: r, layout: layout, ranks: hellos)
+        case .attention(let model, _):
+            try AttentionRank(world: world, router: router, model: model).run()
+        case .expert(let layers, _):
+            let plane = ExpertDataPlane(comm: expertComm!, router: expertCommRanks.firstIndex(of: router)!,
+                                        hidden: config.hiddenSize, topK: config.numExpertsPerTok)
+            try ExpertRank(world: world, router: router, plane: plane, experts: layers).run()
+        }
+        try MPIRuntime.finalize()
+        return nil
+    }
+
+    private enum Part {
+        case router(RouterRank, Checkpoint)
+        case attention(DeepseekModel, Checkpoint)
+        case expert([ExpertRank.RoutedExpertsLayer], Checkpoint)
+
+        var checkpoint: Checkpoint {
+            switch self {
+            case .router(_, let c), .attention(_, let c), .expert(_, let c): c
+            }
+        }
+    }
+}
+
+/// A start-up failure every rank knows of; only `printedBy` ranks print it, all exit non-zero.
+public struct ClusterStartError: Error, CustomStringConvertible {
+    public let message: String
+    public let printedBy: Bool
+    public var description: String { message }
+}
+
+extension RankRole {
+    init(_ role: ClusterLayout.Role) {
+        switch role {
+        case .router: self = .router
+        case .attention: self = .attention
+        case .expert: self = .expert
+        }
+    }
+}

@@ -1,0 +1,465 @@
+import Foundation
+
+/// Which rank plays which role, and which routed experts each expert rank holds.
+///
+/// Rank roles: one ROUTER (gating, all-to-all dispatch and combine), ATTENTION ranks (MLA,
+/// dense layers, shared experts, LM head; data-parallel over sequences) and EXPERT ranks (a
+/// shard of the routed experts of every MoE layer: the same expert ids in every layer).
+/// A layout is validated completely when it is made, before any weight loads: every value
+/// of this type places each rank `0..<worldSize` exactly once and each routed expert on
+/// exactly one expert rank.
+public struct ClusterLayout: Sendable, Equatable {
+    public enum Role: String, Sendable { case router, attention, expert }
+
+    public let worldSize: Int
+    public let router: Int
+    /// Ascending.
+    public let attentionRanks: [Int]
+    /// Ascending.
+    public let expertRanks: [Int]
+    /// Expert rank → the routed expert ids it holds (ascending), the same ids in every MoE layer.
+    public let expertsByRank: [Int: [Int]]
+    /// The model's routed experts (`n_routed_experts`): ids `0..<routedExperts`.
+    public let routedExperts: Int
+    /// Expert id → the rank holding it.
+    private let holder: [Int]
+
+    /// Validates a placement. `routedExperts` is the model's `n_routed_experts`; nil takes
+    /// it as one more than the largest expert id placed (every id below must still be held).
+    public init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]],
+                routedExperts: Int? = nil) throws(LayoutError) {
+        try self.init(worldSize: worldSize, router: router, attentionRanks: attentionRanks,
+                      expertsByRank: expertsByRank, routedExperts: routedExperts, source: "layout")
+    }
+
+    /// `source` names where the placement came from (a file, or the default layout) in errors.
+    init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]],
+         routedExperts: Int?, source: String) throws(LayoutError) {
+        guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
+        guard !attentionRanks.isEmpty else { throw .noAttentionRank(source: source) }
+        guard !expertsByRank.isEmpty else { throw .noExpertRank(source: source) }
+
+        // Every rank 0..<worldSize exactly once.
+        var roles: [Int: [Role]] = [:]
+        roles[router, default: []].append(.router)
+        for rank in attentionRanks { roles[rank, default: []].append(.attention) }
+        for rank in expertsByRank.keys { roles[rank, default: []].append(.expert) }
+        let missing = (0..<worldSize).filter { roles[$0] == nil }
+        let outOfRange = roles.keys.filter { $0 < 0 || $0 >= worldSize }.sorted()
+        let duplicated = roles.filter { $0.value.count > 1 }
+        if !missing.isEmpty || !outOfRange.isEmpty || !duplicated.isEmpty {
+            // When the placement is itself consistent (ranks 0..<k, each once), -np k would run it.
+            let placed = roles.keys.sorted()
+            let consistent = duplicated.isEmpty && placed == Array(0..<placed.count)
+            throw .rankMismatch(missing: missing, duplicated: duplicated, outOfRange: outOfRange,
+                                worldSize: worldSize, fits: consistent ? placed.count : nil, source: source)
+        }
+
+        // Every routed expert on exactly one expert rank.
+        let expertRanks = expertsByRank.keys.sorted()
+        for rank in expertRanks where expertsByRank[rank]!.isEmpty {
+            throw .expertRankEmpty(rank: rank, source: source)
+        }
+        let largest = expertsByRank.values.joined().max() ?? -1
+        let count = routedExperts ?? (largest + 1)
+        guard count > 0 else { throw .noRoutedExperts(source: source) }
+        var holder = [Int](repeating: -1, count: count)
+        for rank in expertRanks {
+            for expert in expertsByRank[rank]!.sorted() {
+                guard expert >= 0 && expert < count else {
+                    throw .expertOutOfRange(expert: expert, rank: rank, routedExperts: count, source: source)
+                }
+                guard holder[expert] < 0 else {
+                    throw .expertHeldTwice(expert: expert, ranks: [holder[expert], rank], source: source)
+                }
+                holder[expert] = rank
+            }
+        }
+        let unheld = holder.indices.filter { holder[$0] < 0 }
+        guard unheld.isEmpty else { throw .expertsUnheld(unheld, routedExperts: count, source: source) }
+
+        self.worldSize = worldSize
+        self.router = router
+        self.attentionRanks = attentionRanks.sorted()
+        self.expertRanks = expertRanks
+        self.expertsByRank = expertsByRank.mapValues { $0.sorted() }
+        self.routedExperts = count
+        self.holder = holder
+    }
+
+    public func role(of rank: Int) -> Role {
+        precondition(rank >= 0 && rank < worldSize, "rank \(rank) is outside 0..<\(worldSize)")
+        if rank == router { return .router }
+        return expertsByRank[rank] == nil ? .attention : .expert
+    }
+
+    /// The expert rank holding routed expert `expert` (in every MoE layer).
+    public func expertRank(holding expert: Int) -> Int {
+        precondition(expert >= 0 && expert < routedExperts, "expert \(expert) is outside 0..<\(routedExperts)")
+        return holder[expert]
+    }
+
+    /// The routed expert ids `rank` holds, ascending; [] for a router or attention rank.
+    public func experts(heldBy rank: Int) -> [Int] {
+        expertsByRank[rank] ?? []
+    }
+}
+
+// MARK: - Default layout
+
+extension ClusterLayout {
+    /// The default attention rank count for `-np worldSize`: one, plus one per four ranks beyond three.
+    public static func defaultAttentionRanks(worldSize: Int) -> Int {
+        1 + max(0, worldSize - 3) / 4
+    }
+
+    /// The documented default for `-np N`: rank 0 router; then `attention` attention ranks
+    /// (default `1 + (N - 3) / 4`, at least 1); the remaining ranks hold experts, split
+    /// contiguously in rank order (the first ranks get one more when uneven).
+    public static func derived(worldSize: Int, routedExperts: Int, attentionRanks: Int? = nil) throws(LayoutError) -> ClusterLayout {
+        let source = "default layout"
+        guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
+        guard routedExperts > 0 else { throw .noRoutedExperts(source: source) }
+        let attention = attentionRanks ?? defaultAttentionRanks(worldSize: worldSize)
+        guard attention >= 1 && attention <= worldSize - 2 else {
+            throw .attentionCount(attention, worldSize: worldSize)
+        }
+        let experts = worldSize - 1 - attention
+        guard experts <= routedExperts else {
+            throw .tooManyExpertRanks(experts, routedExperts: routedExperts, attention: attention, worldSize: worldSize)
+        }
+        var expertsByRank: [Int: [Int]] = [:]
+        var next = 0
+        for index in 0..<experts {
+            let share = routedExperts / experts + (index < routedExperts % experts ? 1 : 0)
+            expertsByRank[1 + attention + index] = Array(next..<(next + share))
+            next += share
+        }
+        return try ClusterLayout(worldSize: worldSize, router: 0, attentionRanks: Array(1...attention),
+                                 expertsByRank: expertsByRank, routedExperts: routedExperts, source: source)
+    }
+}
+
+// MARK: - Layout files
+
+extension ClusterLayout {
+    /// A JSON layout file (configs/layouts/*.json; the format is in configs/layouts/README.md),
+    /// validated against the job's `-np` and the model's `n_routed_experts`.
+    public static func load(_ url: URL, worldSize: Int, routedExperts: Int) throws(LayoutError) -> ClusterLayout {
+        let source = url.path
+        guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
+        let file = try LayoutFile(url)
+        return try ClusterLayout(worldSize: worldSize, router: file.router, attentionRanks: file.attention,
+                                 expertsByRank: file.experts, routedExperts: routedExperts, source: source)
+    }
+
+    /// The `-np` a layout file is written for: the number of ranks it places (they must be
+    /// 0..<n, each once, for `load` to accept it with that world size).
+    public static func worldSize(of url: URL) throws(LayoutError) -> Int {
+        let file = try LayoutFile(url)
+        return Set([file.router] + file.attention + file.experts.keys).count
+    }
+}
+
+/// The placement a layout file spells, parsed but not yet validated as a layout.
+struct LayoutFile {
+    var router: Int
+    var attention: [Int]
+    var experts: [Int: [Int]]
+
+    static let keys: Set<String> = ["router", "attention", "experts", "description"]
+
+    init(_ url: URL) throws(LayoutError) {
+        let source = url.path
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw .unreadable(reason: Self.reason(error), source: source)
+        }
+        let json: JSONValue
+        do { json = try JSONDecoder().decode(JSONValue.self, from: data) } catch {
+            throw .invalidJSON(reason: Self.reason(error), source: source)
+        }
+        guard case .object(let top) = json else {
+            throw .wrongType(field: "the top level", expected: "a JSON object", found: json.kind, source: source)
+        }
+        let unknown = top.keys.filter { !Self.keys.contains($0) }.sorted()
+        guard unknown.isEmpty else { throw .unknownKeys(unknown, source: source) }
+
+        guard let routerValue = top["router"] else { throw .missingKey("router", source: source) }
+        guard case .int(let router) = routerValue else {
+            throw .wrongType(field: "router", expected: "a rank number", found: routerValue.kind, source: source)
+        }
+        guard let attentionValue = top["attention"] else { throw .missingKey("attention", source: source) }
+        let attention = try Self.ids(attentionValue, field: "attention", source: source)
+        guard let expertsValue = top["experts"] else { throw .missingKey("experts", source: source) }
+        guard case .object(let expertObject) = expertsValue else {
+            throw .wrongType(field: "experts", expected: "an object of rank → expert ids", found: expertsValue.kind, source: source)
+        }
+        var experts: [Int: [Int]] = [:]
+        for (key, value) in expertObject {
+            guard let rank = Int(key.trimmingCharacters(in: .whitespaces)), rank >= 0 else {
+                throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "keys are rank numbers like \"2\"", source: source)
+            }
+            let ids = try Self.ids(value, field: "experts.\"\(key)\"", source: source)
+            guard experts[rank] == nil else {
+                throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "rank \(rank) is listed twice", source: source)
+            }
+            experts[rank] = ids
+        }
+        self.router = router
+        self.attention = attention
+        self.experts = experts
+    }
+
+    /// A list of non-negative ids: a number, a string of ids and inclusive ranges ("0-7,12"),
+    /// or an array of numbers and such strings.
+    static func ids(_ value: JSONValue, field: String, source: String) throws(LayoutError) -> [Int] {
+        switch value {
+        case .int(let id):
+            guard id >= 0 else {
+                throw .invalidEntry(field: field, entry: "\(id)", reason: "ids are not negative", source: source)
+            }
+            return [id]
+        case .string(let text):
+            var ids: [Int] = []
+            for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let item = part.trimmingCharacters(in: .whitespaces)
+                let bounds = item.split(separator: "-", omittingEmptySubsequences: false)
+                    .map { Int($0.trimmingCharacters(in: .whitespaces)) }
+                switch bounds.count {
+                case 1 where bounds[0] != nil:
+                    ids.append(bounds[0]!)
+                case 2 where bounds[0] != nil && bounds[1] != nil:
+                    guard bounds[0]! <= bounds[1]! else {
+                        throw .invalidEntry(field: field, entry: "\"\(item)\"", reason: "a range a-b needs a ≤ b", source: source)
+                    }
+                    ids += Array(bounds[0]!...bounds[1]!)
+                default:
+                    throw .invalidEntry(field: field, entry: "\"\(item)\"",
+                                        reason: "expected an id like 3 or an inclusive range like \"0-7\"", source: source)
+                }
+            }
+            return ids
+        case .array(let items):
+            var ids: [Int] = []
+            for item in items {
+                if case .array = item {
+                    throw .invalidEntry(field: field, entry: "a nested array", reason: "expected ids and \"a-b\" ranges", source: source)
+                }
+                ids += try Self.ids(item, field: field, source: source)
+            }
+            return ids
+        default:
+            throw .wrongType(field: field, expected: "ids and \"a-b\" ranges (a list, a string or a number)",
+                             found: value.kind, source: source)
+        }
+    }
+
+    /// An error's message on one line.
+    private static func reason(_ error: any Error) -> String {
+        let text: String
+        if let decoding = error as? DecodingError {
+            switch decoding {
+            case .dataCorrupted(let context): text = (context.underlyingError as NSError?)?.localizedDescription ?? context.debugDescription
+            default: text = "\(decoding)"
+            }
+        } else {
+            text = (error as NSError).localizedDescription
+        }
+        return text.split(whereSeparator: \.isNewline).joined(separator: " ")
+    }
+}
+
+/// A JSON value, decoded without losing whether a number was an integer.
+enum JSONValue: Decodable {
+    case null, bool(Bool), int(Int), double(Double), string(String), array([JSONValue]), object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() { self = .null }
+        else if let value = try? container.decode(Int.self) { self = .int(value) }
+        else if let value = try? container.decode(Double.self) { self = .double(value) }
+        else if let value = try? container.decode(Bool.self) { self = .bool(value) }
+        else if let value = try? container.decode(String.self) { self = .string(value) }
+        else if let value = try? container.decode([JSONValue].self) { self = .array(value) }
+        else { self = .object(try container.decode([String: JSONValue].self)) }
+    }
+
+    var kind: String {
+        switch self {
+        case .null: "null"
+        case .bool(let value): "\(value)"
+        case .int(let value): "\(value)"
+        case .double(let value): "\(value)"
+        case .string(let value): "\"\(value)\""
+        case .array: "a list"
+        case .object: "an object"
+        }
+    }
+}
+
+// MARK: - Start-up table
+
+extension ClusterLayout {
+    /// The start-up table rank 0 prints to standard error: one row per rank,
+    /// `rank  host  role  experts  weights`, experts compacted to ranges (`0-7,12`) and
+    /// resident weight bytes human-readable (`12.4 MiB`). Unknown hosts and sizes print `-`.
+    public func table(hosts: [Int: String], residentBytes: [Int: Int]) -> String {
+        var rows = [["rank", "host", "role", "experts", "weights"]]
+        for rank in 0..<worldSize {
+            let held = experts(heldBy: rank)
+            rows.append([
+                "\(rank)",
+                hosts[rank] ?? "-",
+                role(of: rank).rawValue,
+                held.isEmpty ? "-" : Self.ranges(held),
+                residentBytes[rank].map(Self.bytes) ?? "-",
+            ])
+        }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max()! }
+        // Numbers right-aligned, words left-aligned.
+        let right = [true, false, false, false, true]
+        return rows.map { row in
+            (0..<5).map { column in
+                let pad = String(repeating: " ", count: widths[column] - row[column].count)
+                return right[column] ? pad + row[column] : row[column] + pad
+            }
+            .joined(separator: "  ")
+            .trimmingTrailingSpaces
+        }
+        .joined(separator: "\n")
+    }
+
+    /// Ids compacted to inclusive ranges: [0, 1, 2, 3, 12, 14, 15] → `0-3,12,14-15`.
+    public static func ranges(_ ids: [Int]) -> String {
+        var parts: [String] = []
+        var sorted = Array(Set(ids)).sorted()[...]
+        while let first = sorted.first {
+            var last = first
+            sorted = sorted.dropFirst()
+            while sorted.first == last + 1 { last = sorted.removeFirst() }
+            parts.append(last == first ? "\(first)" : "\(first)-\(last)")
+        }
+        return parts.joined(separator: ",")
+    }
+
+    /// Bytes in binary units with one decimal: `512 B`, `12.4 MiB`.
+    public static func bytes(_ count: Int) -> String {
+        guard count >= 1024 else { return "\(count) B" }
+        var value = Double(count) / 1024
+        var unit = 0
+        let units = ["KiB", "MiB", "GiB", "TiB", "PiB"]
+        // 1023.96 KiB prints as 1.0 MiB, not 1024.0 KiB.
+        while value >= 1023.95 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return String(format: "%.1f", value) + " " + units[unit]
+    }
+}
+
+extension String {
+    fileprivate var trimmingTrailingSpaces: String {
+        var text = self
+        while text.last == " " { text.removeLast() }
+        return text
+    }
+}
+
+// MARK: - Errors
+
+/// Why a layout cannot run. Every message is one line that names the layout file (or the
+/// default layout and its `-np`) and says what to change. Raised before any weight loads.
+public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Fewer than 3 ranks: a router, an attention rank and an expert rank are all needed.
+    case tooFewRanks(worldSize: Int, source: String)
+    /// The layout file could not be read.
+    case unreadable(reason: String, source: String)
+    /// The layout file is not JSON.
+    case invalidJSON(reason: String, source: String)
+    /// A value has the wrong JSON type.
+    case wrongType(field: String, expected: String, found: String, source: String)
+    /// "router", "attention" or "experts" is absent.
+    case missingKey(String, source: String)
+    /// Keys the format does not have (likely typos).
+    case unknownKeys([String], source: String)
+    /// An id, range or rank key that cannot be read.
+    case invalidEntry(field: String, entry: String, reason: String, source: String)
+    /// The ranks placed are not exactly 0..<worldSize, each once. `fits` is the -np the
+    /// placement would run with as it stands, if there is one.
+    case rankMismatch(missing: [Int], duplicated: [Int: [ClusterLayout.Role]], outOfRange: [Int],
+                      worldSize: Int, fits: Int?, source: String)
+    case noAttentionRank(source: String)
+    case noExpertRank(source: String)
+    /// The model has no routed experts to place.
+    case noRoutedExperts(source: String)
+    /// An expert rank with an empty expert list.
+    case expertRankEmpty(rank: Int, source: String)
+    /// An expert id not below the model's `n_routed_experts`.
+    case expertOutOfRange(expert: Int, rank: Int, routedExperts: Int, source: String)
+    /// An expert placed on two ranks (`ranks` names both).
+    case expertHeldTwice(expert: Int, ranks: [Int], source: String)
+    /// Experts no rank holds.
+    case expertsUnheld([Int], routedExperts: Int, source: String)
+    /// `--attention-ranks` leaves no router, attention or expert rank in the default layout.
+    case attentionCount(Int, worldSize: Int)
+    /// The default layout would have more expert ranks than there are routed experts.
+    case tooManyExpertRanks(Int, routedExperts: Int, attention: Int, worldSize: Int)
+
+    public var description: String {
+        switch self {
+        case .tooFewRanks(let n, let source):
+            return "\(source): needs at least 3 ranks: a router, an attention rank and an expert rank; got -np \(n)"
+        case .unreadable(let reason, let source):
+            return "cannot read layout file \(source): \(reason)"
+        case .invalidJSON(let reason, let source):
+            return "layout file \(source) is not valid JSON: \(reason)"
+        case .wrongType(let field, let expected, let found, let source):
+            return "\(source): \(field) should be \(expected), found \(found)"
+        case .missingKey(let key, let source):
+            return "\(source): required key \"\(key)\" is missing; a layout has \"router\", \"attention\" and \"experts\""
+        case .unknownKeys(let keys, let source):
+            let list = keys.map { "\"\($0)\"" }.joined(separator: ", ")
+            return "\(source): unknown key\(keys.count == 1 ? "" : "s") \(list); a layout has only \"router\", \"attention\", \"experts\" and \"description\""
+        case .invalidEntry(let field, let entry, let reason, let source):
+            return "\(source): \(field) entry \(entry) is invalid: \(reason)"
+        case .rankMismatch(let missing, let duplicated, let outOfRange, let n, let fits, let source):
+            var problems: [String] = []
+            if !missing.isEmpty {
+                problems.append(missing.count == 1 ? "rank \(missing[0]) is missing"
+                                                   : "ranks \(ClusterLayout.ranges(missing)) are missing")
+            }
+            for rank in duplicated.keys.sorted() {
+                let roles = duplicated[rank]!.map(\.rawValue).joined(separator: " and ")
+                problems.append("rank \(rank) is placed more than once (\(roles))")
+            }
+            if !outOfRange.isEmpty {
+                problems.append((outOfRange.count == 1 ? "rank \(outOfRange[0]) is" : "ranks \(ClusterLayout.ranges(outOfRange)) are")
+                                + " out of range for -np \(n)")
+            }
+            let fix = fits.map { " or run with -np \($0)" } ?? ""
+            return "\(source) does not fit -np \(n): " + problems.joined(separator: "; ")
+                + "; place each rank \(ClusterLayout.ranges(Array(0..<n))) exactly once\(fix)"
+        case .noAttentionRank(let source):
+            return "\(source): no attention rank; list at least one rank in \"attention\""
+        case .noExpertRank(let source):
+            return "\(source): no expert rank; give \"experts\" at least one rank and its expert ids"
+        case .noRoutedExperts(let source):
+            return "\(source): the model has no routed experts (n_routed_experts = 0); a dense model runs without mpirun"
+        case .expertRankEmpty(let rank, let source):
+            return "\(source): expert rank \(rank) holds no experts; give it expert ids, or remove it and lower -np"
+        case .expertOutOfRange(let expert, let rank, let count, let source):
+            return "\(source): rank \(rank) holds expert \(expert), but the model's experts are \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count))"
+        case .expertHeldTwice(let expert, let ranks, let source):
+            return "\(source): expert \(expert) is held by both rank \(ranks[0]) and rank \(ranks[1]); each expert lives on exactly one expert rank"
+        case .expertsUnheld(let experts, let count, let source):
+            let which = experts.count == 1 ? "expert \(experts[0]) is" : "experts \(ClusterLayout.ranges(experts)) are"
+            return "\(source): \(which) held by no rank; every expert \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count)) must be on one expert rank"
+        case .attentionCount(let attention, let n):
+            let allowed = n - 2 == 1 ? "1" : "1 to \(n - 2)"
+            return "default layout: --attention-ranks \(attention) does not fit -np \(n); beside the router and at least one expert rank that leaves \(allowed) attention rank\(n - 2 == 1 ? "" : "s")"
+        case .tooManyExpertRanks(let experts, let count, let attention, let n):
+            return "default layout: -np \(n) with \(attention) attention rank\(attention == 1 ? "" : "s") leaves \(experts) expert ranks for \(count) routed experts (n_routed_experts); use -np \(1 + attention + count) or fewer, --attention-ranks \(n - 1 - count) or more, or a --layout file"
+        }
+    }
+}

@@ -1,0 +1,179 @@
+import Experts
+import Foundation
+import Kernels
+import Routing
+import Transport
+
+/// Where one MoE layer's tokens go: for every rank of the expert communicator, the tokens
+/// (router-side row indices) it receives, each once however many of its experts it runs.
+public struct DispatchLayout: Sendable {
+    public let topK: Int
+    /// Per expert-communicator rank, the token rows sent to it, ascending.
+    public let tokens: [[Int]]
+
+    /// Computed from the gate's choices: token `t` goes to every rank holding one of its experts.
+    public init(routing: RoutingTable, ranks: Int, owner: (Int) -> Int) {
+        topK = routing.topK
+        var tokens = [[Int]](repeating: [], count: ranks)
+        for t in 0..<routing.tokens {
+            var sent = Set<Int>()
+            for k in 0..<routing.topK {
+                let r = owner(Int(routing.experts[t * routing.topK + k]))
+                if sent.insert(r).inserted { tokens[r].append(t) }
+            }
+        }
+        self.tokens = tokens
+    }
+
+    public var rows: [Int] { tokens.map(\.count) }
+}
+
+/// What a dispatch left in flight; `combine` consumes it.
+public struct DispatchHandle {
+    public let layout: DispatchLayout
+    /// Wall time of the dispatch, for the profile.
+    public let seconds: Double
+    public let bytes: Int
+}
+
+/// The expert data plane over the communicator of the router and the expert ranks, in
+/// the spirit of DeepEP: the router computes a layout, `dispatch`es token rows (each
+/// carrying its experts and weights), the expert ranks run them, and `combine` brings one
+/// weighted sum per (token, rank) back. Activations travel as raw MPI buffers.
+///
+/// Row format router → expert: `hidden` activations, then `topK` expert ids (-1 for experts
+/// held elsewhere), then `topK` weights. Expert → router: `hidden` values per row, then
+/// one value: the expert rank's FFN seconds, so the profile can tell transfer from compute.
+public final class ExpertDataPlane {
+    public let comm: Communicator
+    public let router: Int
+    public let hidden: Int
+    public let topK: Int
+    var width: Int { hidden + 2 * topK }
+    private var sendBuffer: [Float] = []
+    private var receiveBuffer: [Float] = []
+
+    public init(comm: Communicator, router: Int, hidden: Int, topK: Int) {
+        self.comm = comm
+        self.router = router
+        self.hidden = hidden
+        self.topK = topK
+    }
+
+    // MARK: router side
+
+    /// Sends each expert rank its rows of `x` (`[tokens × hidden]`) with their routing.
+    public func dispatch(_ x: UnsafePointer<Float>, routing: RoutingTable, layout: DispatchLayout,
+                         experts: (Int) -> Set<Int>) throws -> DispatchHandle {
+        let start = DispatchTime.now().uptimeNanoseconds
+        var counts = layout.rows.map { Int32($0) }
+        try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
+        let total = layout.rows.reduce(0, +) * width
+        if sendBuffer.count < total { sendBuffer = [Float](repeating: 0, count: total) }
+        sendBuffer.withUnsafeMutableBufferPointer { buf in
+            var row = buf.baseAddress!
+            for (rank, tokens) in layout.tokens.enumerated() where !tokens.isEmpty {
+                let held = experts(rank)
+                for t in tokens {
+                    row.update(from: x + t * hidden, count: hidden)
+                    for k in 0..<topK {
+                        let e = Int(routing.experts[t * topK + k])
+                        let here = held.contains(e)
+                        row[hidden + k] = here ? Float(e) : -1
+                        row[hidden + topK + k] = here ? routing.weights[t * topK + k] : 0
+                    }
+                    row += width
+                }
+            }
+        }
+        try sendBuffer.withUnsafeBufferPointer { send in
+            try sendOnly(UnsafeBufferPointer(rebasing: send[..<total]), counts: layout.rows.map { $0 * width })
+        }
+        return DispatchHandle(layout: layout, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytes: total * 4)
+    }
+
+    /// Adds each rank's returned rows into `out` (`[tokens × hidden]`, zeroed by the caller).
+    /// Returns the wall seconds and the slowest expert rank's FFN seconds.
+    public func combine(_ handle: DispatchHandle, into out: UnsafeMutablePointer<Float>) throws -> (seconds: Double, expertSeconds: Double, bytes: Int) {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let rows = handle.layout.rows
+        let counts = rows.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + 1 }
+        let total = counts.reduce(0, +)
+        if receiveBuffer.count < total { receiveBuffer = [Float](repeating: 0, count: total) }
+        try receiveBuffer.withUnsafeMutableBufferPointer { try receiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<total]), counts: counts) }
+        var slowest = 0.0
+        receiveBuffer.withUnsafeBufferPointer { buf in
+            var at = buf.baseAddress!
+            for (rank, tokens) in handle.layout.tokens.enumerated() where rank != router {
+                for t in tokens {
+                    VectorOps.add(at, to: out + t * hidden, count: hidden)
+                    at += hidden
+                }
+                slowest = max(slowest, Double(at.pointee))
+                at += 1
+            }
+        }
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        return (wall, slowest, total * 4)
+    }
+
+    // MARK: expert side
+
+    /// Receives this rank's rows for one layer, runs `experts` on them and returns the
+    /// weighted sums. Returns the number of rows served.
+    @discardableResult
+    public func serve(_ experts: RoutedExperts) throws -> Int {
+        var counts = [Int32](repeating: 0, count: comm.size)
+        try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
+        let rows = Int(counts[comm.rank])
+        if receiveBuffer.count < rows * width { receiveBuffer = [Float](repeating: 0, count: rows * width) }
+        var recvCounts = [Int](repeating: 0, count: comm.size)
+        recvCounts[router] = rows * width
+        try receiveBuffer.withUnsafeMutableBufferPointer {
+            try receiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<(rows * width)]), counts: recvCounts)
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        var byExpert: [Int: [RoutingAssignments.Pair]] = [:]
+        receiveBuffer.withUnsafeBufferPointer { buf in
+            for r in 0..<rows {
+                let row = buf.baseAddress! + r * width
+                for k in 0..<topK where row[hidden + k] >= 0 {
+                    byExpert[Int(row[hidden + k]), default: []].append(.init(token: r, weight: row[hidden + topK + k]))
+                }
+            }
+        }
+        let count = rows * hidden + 1
+        if sendBuffer.count < count { sendBuffer = [Float](repeating: 0, count: count) }
+        sendBuffer.withUnsafeMutableBufferPointer { out in
+            out.baseAddress!.update(repeating: 0, count: rows * hidden)
+            receiveBuffer.withUnsafeBufferPointer { x in
+                experts.accumulate(x.baseAddress!, ldx: width,
+                                   table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }),
+                                   into: out.baseAddress!)
+            }
+            out[rows * hidden] = Float(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        var sendCounts = [Int](repeating: 0, count: comm.size)
+        sendCounts[router] = count
+        try sendBuffer.withUnsafeBufferPointer { try sendOnly(UnsafeBufferPointer(rebasing: $0[..<count]), counts: sendCounts) }
+        return rows
+    }
+
+    /// An all-to-all in which this rank only sends (the router dispatching, an expert combining).
+    private func sendOnly(_ send: UnsafeBufferPointer<Float>, counts: [Int]) throws {
+        var nothing: Float = 0
+        try withUnsafeMutablePointer(to: &nothing) { p in
+            try comm.allToAllV(send: send, sendCounts: counts, recv: UnsafeMutableBufferPointer(start: p, count: 0),
+                               recvCounts: Array(repeating: 0, count: comm.size))
+        }
+    }
+
+    /// An all-to-all in which this rank only receives.
+    private func receiveOnly(_ recv: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {
+        var nothing: Float = 0
+        try withUnsafePointer(to: &nothing) { p in
+            try comm.allToAllV(send: UnsafeBufferPointer(start: p, count: 0), sendCounts: Array(repeating: 0, count: comm.size),
+                               recv: recv, recvCounts: counts)
+        }
+    }
+}

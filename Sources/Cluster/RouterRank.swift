@@ -1,0 +1,184 @@
+import Checkpoint
+import ControlPlane
+import Engine
+import Foundation
+import Kernels
+import Routing
+import Transport
+
+/// Message tags on the world communicator.
+enum Tag {
+    static let stepResult = 1
+    static let logits = 2
+    /// Hidden states of MoE layer `l` travel with tag `hiddenBase + l`.
+    static let hiddenBase = 100
+}
+
+/// Rank 0's side of a step: it plans, broadcasts the plan, gates every MoE layer,
+/// dispatches tokens to the expert ranks, combines their answers, returns each attention
+/// rank its tokens, and collects the sampled tokens. It is the `StepExecutor` the
+/// `Generator` drives, so requests, stop conditions and streaming are the same code as
+/// in one process.
+public final class RouterRank: StepExecutor {
+    let world: Communicator
+    let plane: ExpertDataPlane
+    let layout: ClusterLayout
+    let config: ModelConfig
+    let gates: [Int: Gate]
+    public let profile: AllToAllProfile
+    /// World rank of each expert-communicator rank.
+    let expertCommRanks: [Int]
+    private var homes: [UInt64: Int] = [:]
+    private var live: [Int: Int] = [:]
+    private var routing = RoutingTable(topK: 1)
+    private let hidden = Scratch(), combined = Scratch()
+    /// Routing of `routingLayer` in the last step, in plan token order.
+    public var routingLayer: Int?
+    public private(set) var lastRouting: [[Int]] = []
+
+    init(world: Communicator, expertComm: Communicator, expertCommRanks: [Int], layout: ClusterLayout, checkpoint: Checkpoint) throws {
+        self.world = world
+        self.layout = layout
+        self.expertCommRanks = expertCommRanks
+        config = checkpoint.config
+        plane = ExpertDataPlane(comm: expertComm, router: expertCommRanks.firstIndex(of: layout.router)!,
+                                hidden: config.hiddenSize, topK: config.numExpertsPerTok)
+        var gates: [Int: Gate] = [:]
+        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) { gates[l] = try Gate(checkpoint: checkpoint, layer: l) }
+        self.gates = gates
+        profile = AllToAllProfile(worldSize: world.size, routedExperts: config.nRoutedExperts)
+        routing = RoutingTable(topK: config.numExpertsPerTok)
+    }
+
+    public var vocabSize: Int { config.vocabSize }
+
+    public func execute(_ plan: Engine.StepPlan) throws -> StepOutput {
+        for s in plan.finished {
+            if let home = homes.removeValue(forKey: s) { live[home, default: 0] -= 1 }
+        }
+        let wire = WirePlan(step: plan.step, work: plan.work.map { w in
+            SequenceWork(sequenceId: w.sequence, attentionRank: home(of: w), phase: w.joining != nil ? .prefill : .decode,
+                         tokens: w.tokens, startPosition: w.startPosition, sample: w.samples,
+                         sampling: w.joining.map { SamplingOptions(temperature: $0.temperature, topK: $0.topK, topP: $0.topP, seed: $0.seed) },
+                         returnLogits: w.returnsLogits, capacity: w.capacity)
+        }, finishedSequences: plan.finished)
+        _ = try world.broadcast(bytes: ControlMessage.stepPlan(wire).encode(senderRank: world.rank), root: world.rank)
+        var output = StepOutput()
+        guard plan.tokenCount > 0 else { return output }
+
+        // Rows per attention rank, in the order that rank runs them (its work in plan order).
+        var rows: [(rank: Int, count: Int)] = []
+        for a in layout.attentionRanks {
+            let n = wire.work.filter { $0.attentionRank == a }.reduce(0) { $0 + $1.tokens.count }
+            if n > 0 { rows.append((a, n)) }
+        }
+        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) {
+            try serve(layer: l, rows: rows, plan: wire)
+        }
+        let sampling = Set(plan.work.filter(\.samples).map(\.sequence))
+        for (a, _) in rows {
+            let (bytes, source) = try world.receive(from: a, tag: Tag.stepResult)
+            guard case .stepResult(let result) = try ControlMessage.decode(bytes, from: source) else {
+                throw ClusterError.unexpectedMessage(from: source, expected: "step result")
+            }
+            for t in result.tokens {
+                if sampling.contains(t.sequenceId) { output.tokens[t.sequenceId] = t.token }
+                if t.logitsRows > 0 {
+                    var block = [Float](repeating: 0, count: t.logitsRows * vocabSize)
+                    _ = try block.withUnsafeMutableBufferPointer { try world.receiveFloats(into: $0, from: a, tag: Tag.logits) }
+                    output.logits[t.sequenceId] = block
+                }
+            }
+        }
+        return output
+    }
+
+    /// The attention rank of a sequence: fixed when it joins, to the least loaded rank.
+    private func home(of w: Engine.StepPlan.Work) -> Int {
+        if let h = homes[w.sequence] { return h }
+        let h = layout.attentionRanks.min { live[$0, default: 0] < live[$1, default: 0] }!
+        homes[w.sequence] = h
+        live[h, default: 0] += 1
+        return h
+    }
+
+    /// One MoE layer: gather the attention ranks' hidden states, gate, dispatch, combine, return.
+    private func serve(layer l: Int, rows: [(rank: Int, count: Int)], plan: WirePlan) throws {
+        let d = config.hiddenSize
+        let total = rows.reduce(0) { $0 + $1.count }
+        let x = hidden.floats(total * d), out = combined.floats(total * d)
+        var at = 0
+        for (a, n) in rows {
+            _ = try world.receiveFloats(into: UnsafeMutableBufferPointer(start: x + at * d, count: n * d), from: a, tag: Tag.hiddenBase + l)
+            profile.addBytes(from: a, to: world.rank, n * d * 4)
+            at += n
+        }
+        gates[l]!.route(x, tokens: total, into: &routing)
+        if l == routingLayer { lastRouting = planOrder(rows: rows, plan: plan) }
+        let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { e in
+            self.expertCommRanks.firstIndex(of: self.layout.expertRank(holding: e))!
+        }
+        let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout) { r in
+            Set(self.layout.experts(heldBy: self.expertCommRanks[r]))
+        }
+        out.update(repeating: 0, count: total * d)
+        let combine = try plane.combine(handle, into: out)
+        var rowsPerRank: [Int: Int] = [:]
+        for (r, n) in dispatchLayout.rows.enumerated() where expertCommRanks[r] != world.rank {
+            rowsPerRank[expertCommRanks[r]] = n
+            profile.addBytes(from: world.rank, to: expertCommRanks[r], n * plane.width * 4)
+            profile.addBytes(from: expertCommRanks[r], to: world.rank, (n * d + 1) * 4)
+        }
+        profile.record(layer: l, dispatch: handle.seconds, combine: combine.seconds, expert: combine.expertSeconds,
+                       dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,
+                       experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank)
+        at = 0
+        for (a, n) in rows {
+            try world.sendFloats(UnsafeBufferPointer(start: out + at * d, count: n * d), to: a, tag: Tag.hiddenBase + l)
+            profile.addBytes(from: world.rank, to: a, n * d * 4)
+            at += n
+        }
+    }
+
+    /// This step's routing, reordered from attention-rank order back to plan order.
+    private func planOrder(rows: [(rank: Int, count: Int)], plan: WirePlan) -> [[Int]] {
+        var offsets: [Int: Int] = [:], at = 0
+        for (a, n) in rows { offsets[a] = at; at += n }
+        var out: [[Int]] = []
+        for w in plan.work {
+            let start = offsets[w.attentionRank]!
+            for i in 0..<w.tokens.count { out.append(routing.sortedExperts(token: start + i)) }
+            offsets[w.attentionRank] = start + w.tokens.count
+        }
+        return out
+    }
+
+    /// Ends the run on every rank; first times a raw all-to-all of this run's mean
+    /// dispatch and combine sizes between the same ranks, as the profile's baseline.
+    func shutdown(reason: String) throws {
+        let rows = profile.meanRowsPerRank
+        let dispatchCounts = expertCommRanks.map { Int((rows[$0] ?? 0).rounded()) * plane.width }
+        let combineCounts = expertCommRanks.map { $0 == world.rank ? 0 : Int((rows[$0] ?? 0).rounded()) * plane.hidden + 1 }
+        let repetitions = rows.isEmpty ? 0 : 30
+        let message = Shutdown(reason: reason, baselineDispatchCounts: dispatchCounts, baselineCombineCounts: combineCounts,
+                               baselineRepetitions: repetitions)
+        _ = try world.broadcast(bytes: ControlMessage.shutdown(message).encode(senderRank: world.rank), root: world.rank)
+        if repetitions > 0 {
+            profile.baseline = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: message)
+        }
+    }
+}
+
+public enum ClusterError: Error, CustomStringConvertible {
+    case unexpectedMessage(from: Int, expected: String)
+    case rankFailed(rank: Int, message: String)
+    case layout(String)
+
+    public var description: String {
+        switch self {
+        case .unexpectedMessage(let r, let e): "rank \(r) sent something other than the expected \(e)"
+        case .rankFailed(let r, let m): "rank \(r): \(m)"
+        case .layout(let m): m
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import ArgumentParser
+import Checkpoint
+import Cluster
+import Engine
+import Foundation
+import Model
+import Transport
+
+struct ClusterArguments: ParsableArguments {
+    @Option(help: "Under mpirun: a rank layout JSON file (configs/layouts/); default: rank 0 router, then attention ranks, then expert ranks with experts split contiguously.")
+    var layout: String?
+
+    @Option(name: .customLong("attention-ranks"), help: "Under mpirun without --layout: how many attention ranks the default layout has.")
+    var attentionRanks: Int?
+
+    @Option(name: .customLong("profile-out"), help: "Under mpirun: write the all-to-all profile (and the rank table) as JSON to this file.")
+    var profileOut: String?
+}
+
+/// Where steps run: this process's whole model, or — under mpirun with several ranks —
+/// the cluster, driven from rank 0 while every other rank serves its role.
+enum Executor {
+    case local(ModelRunner)
+    case cluster(ClusterSession)
+
+    var stepExecutor: StepExecutor {
+        switch self {
+        case .local(let runner): runner
+        case .cluster(let session): session.router
+        }
+    }
+
+    /// Runs `body` on rank 0 (or the only process) with the executor; other ranks serve
+    /// until the cluster shuts down. Cluster failures end the whole job non-zero.
+    static func run(model: URL, cluster: ClusterArguments, configure: (Executor) -> Void = { _ in },
+                    _ body: (Executor) throws -> Void) throws {
+        guard MPIRuntime.isRunningUnderMPI else {
+            let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
+            configure(executor)
+            return try body(executor)
+        }
+        let world = try MPIRuntime.start()
+        if world.size == 1 {
+            let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
+            configure(executor)
+            try body(executor)
+            return try MPIRuntime.finalize()
+        }
+        do {
+            let options = ClusterOptions(model: model, layoutFile: cluster.layout.map { URL(fileURLWithPath: $0) },
+                                         attentionRanks: cluster.attentionRanks)
+            guard let session = try ClusterLauncher.start(options, world: world) else { return }
+            let executor = Executor.cluster(session)
+            configure(executor)
+            try body(executor)
+            let profile = try session.finish()
+            note(profile.text)
+            if let path = cluster.profileOut {
+                var json = profile.json
+                json["ranks"] = session.ranksJSON
+                try Data(try jsonText(json).utf8).write(to: URL(fileURLWithPath: path))
+            }
+        } catch let error as ClusterStartError {
+            if error.printedBy { note("error: \(error)") }
+            try? MPIRuntime.finalize()
+            throw ExitCode(1)
+        } catch {
+            note("error: rank \(world.rank): \(error)")
+            MPIRuntime.abort(code: 1)
+        }
+    }
+}
