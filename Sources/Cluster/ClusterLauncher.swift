@@ -122,7 +122,7 @@ public enum ClusterLauncher {
         if world.rank == router {
             let table = layout.table(hosts: Dictionary(uniqueKeysWithValues: hellos.map { ($0.rank, $0.host) }),
                                      residentBytes: Dictionary(uniqueKeysWithValues: hellos.map { ($0.rank, $0.residentWeightBytes) }))
-            FileHandle.standardError.write(Data(table.utf8))
+            FileHandle.standardError.write(Data((table.hasSuffix("\n") ? table : table + "\n").utf8))
         }
 
         switch try part.get() {

@@ -122,6 +122,14 @@ final class OneDNN: @unchecked Sendable {
         return done.allSatisfy { $0 }
     }
 
+    /// oneDNN's names for the kernels of the product's parts (for tests and diagnostics).
+    func implementations(tokens: Int, rows: Int, cols: Int, ldy: Int, threads: Int) -> [String]? {
+        lock.lock()
+        defer { lock.unlock() }
+        OpenMP.limitCallingThread()
+        return plan(tokens: tokens, rows: rows, cols: cols, ldy: ldy, threads: threads)?.parts.map(\.implementation)
+    }
+
     /// Few tokens: output columns split over threads, each part's weight rows packed once
     /// (N-split), through staging rows so brgemm sees dense outputs. Many tokens: token rows
     /// split over threads, written in place.
@@ -292,9 +300,9 @@ private struct Buffer {
 enum OpenMP {
     private typealias SetThreads = @convention(c) (Int32) -> Void
     private typealias GetThreads = @convention(c) () -> Int32
-    nonisolated(unsafe) private static let setter = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads")
+    private static let setter = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads")
         .map { unsafeBitCast($0, to: SetThreads.self) }
-    nonisolated(unsafe) private static let getter = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_get_max_threads")
+    private static let getter = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_get_max_threads")
         .map { unsafeBitCast($0, to: GetThreads.self) }
 
     /// Threads an OpenMP region started on the calling thread would use.
