@@ -6,8 +6,8 @@ import Foundation
 /// dense layers, shared experts, LM head; data-parallel over sequences) and EXPERT ranks (a
 /// shard of the routed experts of every MoE layer: the same expert ids in every layer).
 /// A layout is validated completely when it is made, before any weight loads: every value
-/// of this type places each rank `0..<worldSize` exactly once and each routed expert on
-/// exactly one expert rank.
+/// of this type places each rank `0..<worldSize` exactly once, the router on rank 0, and
+/// each routed expert on exactly one expert rank.
 public struct ClusterLayout: Sendable, Equatable {
     public enum Role: String, Sendable { case router, attention, expert }
 
@@ -54,6 +54,9 @@ public struct ClusterLayout: Sendable, Equatable {
             throw .rankMismatch(missing: missing, duplicated: duplicated, outOfRange: outOfRange,
                                 worldSize: worldSize, fits: consistent ? placed.count : nil, source: source)
         }
+
+        // Rank 0 owns the requests: it is the router.
+        guard router == 0 else { throw .routerNotRankZero(router, source: source) }
 
         // Every routed expert on exactly one expert rank.
         let expertRanks = expertsByRank.keys.sorted()
@@ -196,15 +199,17 @@ struct LayoutFile {
             throw .wrongType(field: "experts", expected: "an object of rank → expert ids", found: expertsValue.kind, source: source)
         }
         var experts: [Int: [Int]] = [:]
-        for (key, value) in expertObject {
+        var keyOfRank: [Int: String] = [:]
+        for (key, value) in expertObject.sorted(by: { $0.key < $1.key }) {
             guard let rank = Int(key.trimmingCharacters(in: .whitespaces)), rank >= 0 else {
                 throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "keys are rank numbers like \"2\"", source: source)
             }
             let ids = try Self.ids(value, field: "experts.\"\(key)\"", source: source)
-            guard experts[rank] == nil else {
-                throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "rank \(rank) is listed twice", source: source)
+            if let earlier = keyOfRank[rank] {
+                throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "rank \(rank) is already listed as \"\(earlier)\"", source: source)
             }
             experts[rank] = ids
+            keyOfRank[rank] = key
         }
         self.router = router
         self.attention = attention
@@ -389,6 +394,8 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
     /// placement would run with as it stands, if there is one.
     case rankMismatch(missing: [Int], duplicated: [Int: [ClusterLayout.Role]], outOfRange: [Int],
                       worldSize: Int, fits: Int?, source: String)
+    /// The router is not rank 0 (rank 0 takes the requests and prints the results).
+    case routerNotRankZero(Int, source: String)
     case noAttentionRank(source: String)
     case noExpertRank(source: String)
     /// The model has no routed experts to place.
@@ -440,6 +447,8 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
             let fix = fits.map { " or run with -np \($0)" } ?? ""
             return "\(source) does not fit -np \(n): " + problems.joined(separator: "; ")
                 + "; place each rank \(ClusterLayout.ranges(Array(0..<n))) exactly once\(fix)"
+        case .routerNotRankZero(let rank, let source):
+            return "\(source): the router is rank \(rank), but it must be rank 0 (rank 0 takes the requests); set \"router\": 0 and move rank 0's role to rank \(rank)"
         case .noAttentionRank(let source):
             return "\(source): no attention rank; list at least one rank in \"attention\""
         case .noExpertRank(let source):

@@ -132,14 +132,13 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
         #expect(layout2.role(of: 2) == .attention)
     }
 
-    @Test func routerNeedNotBeRankZero() throws {
+    @Test func numbersAndStringsAsIdLists() throws {
         let url = try layoutFile("""
-            {"router": 2, "attention": "0", "experts": {"1": 0, "3": "1,2-3"}}
+            {"router": 0, "attention": "1", "experts": {"2": 0, "3": "1,2-3"}}
             """)
         let layout = try ClusterLayout.load(url, worldSize: 4, routedExperts: 4)
-        #expect(layout.role(of: 2) == .router)
-        #expect(layout.role(of: 0) == .attention)
-        #expect(layout.experts(heldBy: 1) == [0])
+        #expect(layout.attentionRanks == [1])
+        #expect(layout.experts(heldBy: 2) == [0])
         #expect(layout.experts(heldBy: 3) == [1, 2, 3])
         #expect(try ClusterLayout.worldSize(of: url) == 4)
     }
@@ -178,7 +177,10 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "5": "8-15"}}"#, np: 6)
         expectMessage(error, contains: [file, "-np 6", "ranks 3-4 are missing"])
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "02": "8-15"}}"#)
-        expectMessage(error, contains: [file, "\"02\"", "rank 2 is listed twice"])
+        expectMessage(error, contains: [file, "experts entry \"2\"", "rank 2 is already listed as \"02\""])
+
+        (error, file) = try failure(#"{"router": 2, "attention": [1], "experts": {"0": "0-7", "3": "8-15"}}"#)
+        expectMessage(error, contains: [file, "router is rank 2", "must be rank 0"])
 
         // Missing roles.
         (error, file) = try failure(#"{"router": 0, "attention": [], "experts": {"1": "0-7", "2": "8-15"}}"#, np: 3)
@@ -269,12 +271,12 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
         let text = layout.table(hosts: [0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b", 4: "node-bc"],
                                 residentBytes: [0: 1_000, 1: 13_002_342, 2: 5 * 1024 * 1024, 3: 3 << 30])
         #expect(text == """
-            rank  host     role       experts       weights
-               0  node-a   router     -               1000 B
-               1  node-a   attention  -             12.4 MiB
-               2  node-b   expert     0-3,12         5.0 MiB
-               3  node-b   expert     4-7,13-15      3.0 GiB
-               4  node-bc  expert     8-11                -
+            rank  host     role       experts     weights
+               0  node-a   router     -            1000 B
+               1  node-a   attention  -          12.4 MiB
+               2  node-b   expert     0-3,12      5.0 MiB
+               3  node-b   expert     4-7,13-15   3.0 GiB
+               4  node-bc  expert     8-11              -
             """)
     }
 
