@@ -459,6 +459,8 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(source): expert rank \(rank) holds no experts; give it expert ids, or remove it and lower -np"
         case .expertOutOfRange(let expert, let rank, let count, let source):
             return "\(source): rank \(rank) holds expert \(expert), but the model's experts are \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count))"
+        case .expertHeldTwice(let expert, let ranks, let source) where ranks[0] == ranks[1]:
+            return "\(source): expert \(expert) is listed twice for rank \(ranks[0]); list each expert once"
         case .expertHeldTwice(let expert, let ranks, let source):
             return "\(source): expert \(expert) is held by both rank \(ranks[0]) and rank \(ranks[1]); each expert lives on exactly one expert rank"
         case .expertsUnheld(let experts, let count, let source):

@@ -14,8 +14,9 @@ import Foundation
 /// - oneDNN runs single-threaded inside the `ComputePool`, one part per pool thread, never
 ///   with its own OpenMP threads: those spin after every call and slow the pool's next
 ///   regions by 40–100 %, and a pool worker spinning beside them slows oneDNN in turn.
-/// - Primitives are built once per shape (0.1–0.4 ms each) and cached; up to 64 tokens the
-///   token count is rounded up to a multiple of 8 so ragged expert blocks share primitives.
+/// - Primitives are built once per shape and token count (0.1–0.4 ms each) and cached:
+///   rounding token counts up to share primitives costs more per call (time grows linearly
+///   with tokens) than building them once.
 public enum BF16Matmul {
     /// Token count from which `multiply` beats `Linear.apply`'s SIMD kernel on every shape
     /// measured (it is faster already at 2 tokens on most, and at 1 when the weight is in cache).
@@ -69,6 +70,8 @@ final class OneDNN: @unchecked Sendable {
 
     /// Plans kept before the cache is emptied (each holds JIT kernels and memory objects).
     static let planLimit = 1024
+    /// Token count from which parts split token rows rather than output columns.
+    static let tokenSplit = 384
 
     private let engine: dnnl_engine_t
     private let lock = NSLock()
@@ -98,10 +101,8 @@ final class OneDNN: @unchecked Sendable {
             streams.append(stream)
             workspaces.append(Buffer())
         }
-        let src = source.reserve(bytes: plan.tokens * cols * 2).assumingMemoryBound(to: UInt16.self)
+        let src = source.reserve(bytes: tokens * cols * 2).assumingMemoryBound(to: UInt16.self)
         let spaces = plan.parts.indices.map { workspaces[$0].reserve(bytes: plan.parts[$0].workspaceBytes) }
-        // Rows past `tokens` (a rounded-up plan) only feed staging rows that are never copied out.
-        (src + tokens * cols).update(repeating: 0, count: (plan.tokens - tokens) * cols)
         let streams = self.streams
         // One flag per part, each written by the thread running that part.
         let done = UnsafeMutableBufferPointer<Bool>.allocate(capacity: plan.parts.count)
@@ -110,7 +111,7 @@ final class OneDNN: @unchecked Sendable {
         let run = { (p: Int) in
             guard p < plan.parts.count else { return }
             OpenMP.limitCallingThread()
-            done[p] = plan.parts[p].execute(w, src, y, tokens: tokens, workspace: spaces[p], stream: streams[p])
+            done[p] = plan.parts[p].execute(w, src, y, workspace: spaces[p], stream: streams[p])
         }
         if let pool {
             pool.parallelFor(tokens, grain: 4) { BF16Matmul.narrow(x, ldx: ldx, rows: $0, cols: cols, into: src) }
@@ -130,12 +131,13 @@ final class OneDNN: @unchecked Sendable {
         return plan(tokens: tokens, rows: rows, cols: cols, ldy: ldy, threads: threads)?.parts.map(\.implementation)
     }
 
-    /// Few tokens: output columns split over threads, each part's weight rows packed once
-    /// (N-split), through staging rows so brgemm sees dense outputs. Many tokens: token rows
-    /// split over threads, written in place.
+    /// Up to a few hundred tokens, output columns are split over threads, so each weight is
+    /// packed once (by one part), through staging rows so brgemm sees dense outputs. From
+    /// `tokenSplit` tokens, token rows are split and written in place: 1–10 % faster there,
+    /// up to 2× slower for few tokens (each part packs the whole weight).
     private func plan(tokens: Int, rows: Int, cols: Int, ldy: Int, threads: Int) -> Plan? {
-        let splitTokens = tokens >= 64
-        let key = Plan.Key(tokens: splitTokens ? tokens : (tokens + 7) & ~7, rows: rows, cols: cols, ldy: ldy,
+        let splitTokens = tokens >= Self.tokenSplit
+        let key = Plan.Key(tokens: tokens, rows: rows, cols: cols, ldy: ldy,
                            parts: splitTokens ? min(threads, tokens / 32) : min(threads, max(1, rows / 128)),
                            splitTokens: splitTokens)
         if let cached = plans[key] { return cached }
@@ -149,17 +151,13 @@ final class OneDNN: @unchecked Sendable {
 /// One matmul primitive per part of the output (a block of token rows or of columns).
 private final class Plan {
     struct Key: Hashable {
-        /// Token rows the primitives are built for: the call's, or rounded up to a multiple of 8.
-        let tokens: Int
-        let rows, cols, ldy, parts: Int
+        let tokens, rows, cols, ldy, parts: Int
         let splitTokens: Bool
     }
 
-    let tokens: Int
     let parts: [Part]
 
     init?(_ key: Key, engine: dnnl_engine_t) {
-        tokens = key.tokens
         var parts: [Part] = []
         for p in 0..<key.parts {
             let t = key.splitTokens ? Self.share(key.tokens, p, of: key.parts, grain: 16) : 0..<key.tokens
@@ -183,8 +181,8 @@ private final class Plan {
         let src, weights, dst, scratchpad: dnnl_memory_t
         let scratchpadBytes: Int
         /// Output through dense staging rows, then copied: oneDNN 2.6's brgemm matmul takes
-        /// only dense outputs (gemm:jit, slower for few tokens, otherwise), and staging
-        /// also absorbs the rows of a rounded-up token count.
+        /// only dense outputs, and gemm:jit, which it picks otherwise, is up to 2× slower for
+        /// few tokens. (Many tokens are split by rows: their outputs are dense when `ldy` is `N`.)
         let staged: Bool
 
         var workspaceBytes: Int { Self.align(scratchpadBytes) + (staged ? tokens.count * columns.count * 4 : 0) }
@@ -194,7 +192,7 @@ private final class Plan {
             self.columns = columns
             cols = key.cols
             ldy = key.ldy
-            staged = !key.splitTokens
+            staged = !key.splitTokens && columns.count != key.ldy
             let m = Int64(tokens.count), n = Int64(columns.count), k = Int64(key.cols)
             var srcMD = dnnl_memory_desc_t(), weightsMD = dnnl_memory_desc_t(), dstMD = dnnl_memory_desc_t()
             guard Self.describe(&srcMD, [m, k], dnnl_bf16, strides: [k, 1]),
@@ -245,10 +243,9 @@ private final class Plan {
             return info.map { String(cString: $0) } ?? "?"
         }
 
-        /// Runs this part; `x` is the whole bf16 activation block, `y` the caller's output, of
-        /// which the first `tokens` rows are written.
+        /// Runs this part; `x` is the whole bf16 activation block, `y` the caller's output.
         func execute(_ w: UnsafePointer<UInt16>, _ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>,
-                     tokens count: Int, workspace: UnsafeMutableRawPointer, stream: dnnl_stream_t) -> Bool {
+                     workspace: UnsafeMutableRawPointer, stream: dnnl_stream_t) -> Bool {
             let out = y + tokens.lowerBound * ldy + columns.lowerBound
             let staging = (workspace + Self.align(scratchpadBytes)).assumingMemoryBound(to: Float.self)
             guard dnnl_memory_set_data_handle(src, UnsafeMutableRawPointer(mutating: x + tokens.lowerBound * cols)) == dnnl_success,
@@ -261,7 +258,7 @@ private final class Plan {
                   dnnl_stream_wait(stream) == dnnl_success else { return false }
             if staged {
                 let n = columns.count
-                for t in 0..<min(tokens.count, count - tokens.lowerBound) { (out + t * ldy).update(from: staging + t * n, count: n) }
+                for t in 0..<tokens.count { (out + t * ldy).update(from: staging + t * n, count: n) }
             }
             return true
         }

@@ -194,6 +194,8 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-8", "3": "8-15"}}"#)
         #expect(error == .expertHeldTwice(expert: 8, ranks: [2, 3], source: file))
         expectMessage(error, contains: [file, "expert 8", "rank 2", "rank 3"])
+        (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7,7", "3": "8-15"}}"#)
+        expectMessage(error, contains: [file, "expert 7 is listed twice for rank 2"])
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-11,13"}}"#)
         expectMessage(error, contains: [file, "experts 12,14-15 are held by no rank", "n_routed_experts = 16"])
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-15", "3": []}}"#)

@@ -58,7 +58,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [1, 3, 8, 13, 63, 64, 65, 130])
+    @Test(arguments: [1, 3, 8, 13, 63, 64, 65, 130, 400, 411])
     func raggedTokens(tokens: Int) {
         Self.check(rows: 300, cols: 256, tokens: tokens, ldx: 256, ldy: 300)
     }
@@ -70,7 +70,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [9, 96])
+    @Test(arguments: [9, 96, 390])
     func rowStrides(tokens: Int) {
         Self.check(rows: 200, cols: 160, tokens: tokens, ldx: 190, ldy: 230)
     }
@@ -78,6 +78,7 @@ import Testing
     @Test func callingThreadOnly() {
         Self.check(rows: 300, cols: 128, tokens: 20, ldx: 128, ldy: 300, pool: nil)
         Self.check(rows: 300, cols: 128, tokens: 80, ldx: 140, ldy: 310, pool: nil)
+        Self.check(rows: 300, cols: 128, tokens: 400, ldx: 128, ldy: 300, pool: nil)
     }
 
     @Test func f32WeightsAreRefused() {
@@ -91,7 +92,7 @@ import Testing
     /// oneDNN silently falls back to slow reference kernels for layouts it does not support.
     @Test func usesOptimisedKernels() throws {
         let library = try #require(OneDNN.shared)
-        for (tokens, rows, cols) in [(5, 2816, 1024), (128, 1024, 2816), (200, 384, 1024)] {
+        for (tokens, rows, cols) in [(5, 2816, 1024), (128, 1024, 2816), (200, 384, 1024), (400, 1024, 1024)] {
             let names = try #require(library.implementations(tokens: tokens, rows: rows, cols: cols, ldy: rows, threads: 2))
             #expect(names.allSatisfy { $0.hasPrefix("brg:") || $0.hasPrefix("gemm:jit") }, "\(names)")
         }

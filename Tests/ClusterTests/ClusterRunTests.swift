@@ -1,0 +1,323 @@
+import Checkpoint
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// End-to-end runs of the built `conclave` under real `mpirun` jobs, compared with the same
+/// command run as one plain process and with the transformers references. Jobs run one at a
+/// time (the machine has 2 cores and every job oversubscribes it); each has a hard timeout
+/// and is checked for leftover rank processes (see `MPIJob`).
+@Suite(.serialized) struct ClusterRun {
+    // MARK: fixtures and parsing
+
+    struct Reference {
+        let promptText: String
+        let prompt: [Int]
+        let greedy: [Int]
+        let routingLayer: Int
+        let routing: [[Int]]
+    }
+
+    static func reference(_ fixture: String) throws -> Reference {
+        let data = try Data(contentsOf: Conclave.fixture(fixture).appendingPathComponent("reference.json"))
+        let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        let routing = try #require(root["routing"] as? [String: Any])
+        return Reference(promptText: try #require(root["prompt_text"] as? String),
+                         prompt: try #require(root["prompt"] as? [Int]),
+                         greedy: try #require(root["greedy"] as? [Int]),
+                         routingLayer: try #require(routing["layer"] as? Int),
+                         routing: try #require(routing["experts"] as? [[Int]]))
+    }
+
+    /// What `conclave logits` printed.
+    struct LogitsOutput {
+        let tokens: [Int]
+        let logits: [[Double]]
+        let routingLayer: Int
+        let routing: [[Int]]
+    }
+
+    static func parseLogits(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) throws -> LogitsOutput {
+        let lines = result.stdoutLines
+        try #require(lines.count == 1, "expected exactly one JSON line on stdout (printed once, by rank 0)\n\(result.report)",
+                     sourceLocation: sourceLocation)
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any],
+                                  "stdout is not a JSON object\n\(result.report)", sourceLocation: sourceLocation)
+        let routing = try #require(object["routing"] as? [String: Any], "no routing in the output\n\(result.report)",
+                                   sourceLocation: sourceLocation)
+        return LogitsOutput(tokens: try #require(object["tokens"] as? [Int], sourceLocation: sourceLocation),
+                            logits: try #require(object["logits"] as? [[Double]], sourceLocation: sourceLocation),
+                            routingLayer: try #require(routing["layer"] as? Int, sourceLocation: sourceLocation),
+                            routing: try #require(routing["experts"] as? [[Int]], sourceLocation: sourceLocation))
+    }
+
+    /// The token ids of `generate --json` output lines, in order.
+    static func generatedTokens(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[Int]] {
+        try result.stdoutLines.map { line in
+            let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                                      "stdout line is not a JSON object: \(line)\n\(result.report)", sourceLocation: sourceLocation)
+            return try #require(object["tokens"] as? [Int], "no tokens in \(line)", sourceLocation: sourceLocation)
+        }
+    }
+
+    static func temporaryDirectory(_ label: String) throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-run-\(label)-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// `configs/layouts/fixture-5-uneven.json` (router 0, attention 1, experts 2: 0-1, 3: 2-9, 4: 10-15),
+    /// or the same layout written to a temporary file when the repository does not have it.
+    static func unevenLayout() throws -> URL {
+        let file = Conclave.packageRoot.appendingPathComponent("configs/layouts/fixture-5-uneven.json")
+        if FileManager.default.fileExists(atPath: file.path) { return file }
+        let url = try temporaryDirectory("layout").appendingPathComponent("fixture-5-uneven.json")
+        try Data(#"{"router": 0, "attention": [1], "experts": {"2": "0-1", "3": "2-9", "4": "10-15"}}"#.utf8).write(to: url)
+        return url
+    }
+
+    // MARK: 1. logits parity
+
+    struct ParityCase: CustomTestStringConvertible, Sendable {
+        let fixture: String
+        let ranks: Int
+        let attentionRanks: Int?
+        let unevenLayout: Bool
+        var testDescription: String {
+            "\(fixture) on -np \(ranks)" + (attentionRanks.map { ", --attention-ranks \($0)" } ?? "") + (unevenLayout ? ", uneven layout" : "")
+        }
+    }
+
+    static let parityCases = [
+        ParityCase(fixture: "v3-sigmoid-grouped", ranks: 3, attentionRanks: nil, unevenLayout: false),
+        ParityCase(fixture: "v3-yarn-sharded", ranks: 4, attentionRanks: nil, unevenLayout: false),
+        ParityCase(fixture: "v2-softmax-plainq", ranks: 5, attentionRanks: 2, unevenLayout: false),
+        ParityCase(fixture: "v3-fp8", ranks: 5, attentionRanks: nil, unevenLayout: true),
+    ]
+
+    /// The cluster's logits at every prompt position are within 1e-5 of one process's, and the
+    /// layer-1 routing is identical to one process's and to transformers'.
+    @Test(.timeLimit(.minutes(2)), arguments: parityCases)
+    func logitsMatchOneProcess(_ c: ParityCase) throws {
+        let reference = try Self.reference(c.fixture)
+        let model = Conclave.fixture(c.fixture).path
+        let command = ["logits", "--model", model, "--tokens", reference.prompt.map(String.init).joined(separator: ","),
+                       "--routing-layer", "\(reference.routingLayer)"]
+        var clusterOptions: [String] = []
+        if let a = c.attentionRanks { clusterOptions += ["--attention-ranks", "\(a)"] }
+        if c.unevenLayout { clusterOptions += ["--layout", try Self.unevenLayout().path] }
+
+        let single = try Conclave.local(command)
+        try #require(single.succeeded, "single-process run failed\n\(single.report)")
+        let cluster = try Conclave.mpi(ranks: c.ranks, command + clusterOptions)
+        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
+        let one = try Self.parseLogits(single), many = try Self.parseLogits(cluster)
+
+        #expect(many.tokens == reference.prompt)
+        try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count,
+                     "positions: single \(one.logits.count), cluster \(many.logits.count), prompt \(reference.prompt.count)")
+        for (position, (a, b)) in zip(one.logits, many.logits).enumerated() {
+            try #require(a.count == b.count && !a.isEmpty, "position \(position): \(a.count) vs \(b.count) logits")
+            var worst = 0.0, at = 0
+            for (i, (x, y)) in zip(a, b).enumerated() where !(abs(x - y) <= worst) { worst = abs(x - y); at = i }
+            #expect(worst <= 1e-5, "position \(position): max |cluster − single| = \(worst) at token \(at) (\(b[at]) vs \(a[at]))")
+        }
+        #expect(one.routingLayer == reference.routingLayer && many.routingLayer == reference.routingLayer)
+        #expect(many.routing == one.routing, "cluster routing \(many.routing)\nsingle routing \(one.routing)")
+        #expect(many.routing == reference.routing, "cluster routing \(many.routing)\nreference routing \(reference.routing)")
+    }
+
+    // MARK: 2. greedy generation parity
+
+    /// `generate --tokens <reference prompt> --max-tokens 8 --json` on 4 ranks gives the same
+    /// tokens as one process and as transformers' greedy continuation.
+    @Test(.timeLimit(.minutes(1)))
+    func greedyTokensMatchOneProcess() throws {
+        let fixture = "v3-fp8"
+        let reference = try Self.reference(fixture)
+        let command = ["generate", "--model", Conclave.fixture(fixture).path,
+                       "--tokens", reference.prompt.map(String.init).joined(separator: ","), "--max-tokens", "8", "--json"]
+        let single = try Conclave.local(command)
+        try #require(single.succeeded, "single-process run failed\n\(single.report)")
+        let cluster = try Conclave.mpi(ranks: 4, command)
+        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
+
+        let one = try Self.generatedTokens(single), many = try Self.generatedTokens(cluster)
+        #expect(many.count == 1, "expected one JSON line\n\(cluster.report)")
+        #expect(one == [reference.greedy], "single process \(one) vs reference \(reference.greedy)")
+        #expect(many == [reference.greedy], "cluster \(many) vs reference \(reference.greedy)")
+        #expect(cluster.stdoutLines == single.stdoutLines, "JSON lines differ\n\(cluster.report)\n\(single.report)")
+    }
+
+    /// `--prompts-file` with three text prompts (one batch) on 5 ranks with two attention ranks
+    /// prints the same JSON lines as one process.
+    @Test(.timeLimit(.minutes(1)))
+    func promptsFileBatchMatchesOneProcess() throws {
+        let fixture = "v3-yarn-sharded"
+        let reference = try Self.reference(fixture)
+        let directory = try Self.temporaryDirectory("prompts")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let prompts = directory.appendingPathComponent("prompts.txt")
+        try Data([reference.promptText, "Hello, world! How are you today?", "a"].joined(separator: "\n").utf8).write(to: prompts)
+        let command = ["generate", "--model", Conclave.fixture(fixture).path, "--prompts-file", prompts.path,
+                       "--max-tokens", "8", "--json"]
+
+        let single = try Conclave.local(command)
+        try #require(single.succeeded, "single-process run failed\n\(single.report)")
+        let cluster = try Conclave.mpi(ranks: 5, command + ["--attention-ranks", "2"])
+        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
+
+        #expect(single.stdoutLines.count == 3, "expected one JSON line per prompt\n\(single.report)")
+        #expect(cluster.stdoutLines == single.stdoutLines, "cluster vs single process\n\(cluster.report)\n\(single.report)")
+        // The first prompt is the reference's text: its encoding (with bos) is the reference prompt.
+        if let first = single.stdoutLines.first,
+           let object = try JSONSerialization.jsonObject(with: Data(first.utf8)) as? [String: Any] {
+            #expect(object["prompt"] as? [Int] == reference.prompt)
+        }
+    }
+
+    // MARK: 3. memory scaling
+
+    /// Resident weight bytes per rank, from `--profile-out`.
+    static func ranksTable(ranks: Int, model: String) throws -> [(rank: Int, role: String, experts: [Int], bytes: Int)] {
+        let directory = try temporaryDirectory("profile")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let profile = directory.appendingPathComponent("profile.json")
+        let result = try Conclave.mpi(ranks: ranks, ["logits", "--model", model, "--tokens", "0,5,6",
+                                                     "--profile-out", profile.path])
+        try #require(result.succeeded, "cluster run failed\n\(result.report)")
+        let root = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: profile)) as? [String: Any])
+        let rows = try #require(root["ranks"] as? [[String: Any]], "no ranks table in \(profile.path)")
+        return try rows.map {
+            (try #require($0["rank"] as? Int), try #require($0["role"] as? String), try #require($0["experts"] as? [Int]),
+             try #require($0["resident_weight_bytes"] as? Int))
+        }.sorted { $0.rank < $1.rank }
+    }
+
+    /// Twice the expert ranks (-np 4 → -np 6) halves each expert rank's resident weights exactly.
+    @Test(.timeLimit(.minutes(1)))
+    func expertWeightsHalveWithTwiceTheExpertRanks() throws {
+        let model = Conclave.fixture("v3-sigmoid-grouped").path
+        let four = try Self.ranksTable(ranks: 4, model: model)
+        let six = try Self.ranksTable(ranks: 6, model: model)
+        #expect(four.map(\.role) == ["router", "attention", "expert", "expert"])
+        #expect(six.map(\.role) == ["router", "attention", "expert", "expert", "expert", "expert"])
+        let expertsFour = four.filter { $0.role == "expert" }, expertsSix = six.filter { $0.role == "expert" }
+        #expect(expertsFour.map(\.experts) == [Array(0..<8), Array(8..<16)])
+        #expect(expertsSix.map(\.experts) == [Array(0..<4), Array(4..<8), Array(8..<12), Array(12..<16)])
+        let before = try #require(expertsFour.first?.bytes)
+        #expect(before > 0)
+        #expect(expertsFour.allSatisfy { $0.bytes == before }, "expert ranks of -np 4 differ: \(expertsFour.map(\.bytes))")
+        for rank in expertsSix {
+            #expect(2 * rank.bytes == before, "rank \(rank.rank) of -np 6 holds \(rank.bytes) bytes; -np 4's expert ranks hold \(before)")
+        }
+        // The other roles do not change with the number of expert ranks.
+        #expect(four[0].bytes == six[0].bytes && four[1].bytes == six[1].bytes)
+    }
+
+    // MARK: 4. layout for another world size
+
+    /// A 5-rank layout under -np 4: non-zero exit within 10 s, and exactly one error line, from
+    /// rank 0, naming the world size; no other rank prints anything.
+    @Test(.timeLimit(.minutes(1)))
+    func layoutForAnotherWorldSizeIsOneErrorLine() throws {
+        let result = try Conclave.mpi(ranks: 4, ["logits", "--model", Conclave.fixture("v3-sigmoid-grouped").path,
+                                                 "--tokens", "0,5,6", "--layout", try Self.unevenLayout().path],
+                                      mpiOptions: ["--tag-output"], timeout: 30)
+        #expect(result.termination != .exited(0), "expected a failure\n\(result.report)")
+        #expect(result.seconds < 10, "took \(result.seconds) s\n\(result.report)")
+        #expect(result.stdout.isEmpty, "stdout should be empty\n\(result.report)")
+        // --tag-output prefixes every line a rank prints with "[job,rank]<stream>:"; mpirun's own
+        // banner lines are untagged.
+        let tagged = result.stderrLines.compactMap { line -> (rank: Int, text: String)? in
+            guard line.hasPrefix("["), let close = line.firstIndex(of: "]"), let colon = line.firstIndex(of: ":") else { return nil }
+            let ids = line[line.index(after: line.startIndex)..<close].split(separator: ",")
+            guard ids.count == 2, let rank = Int(ids[1]) else { return nil }
+            return (rank, String(line[line.index(after: colon)...]))
+        }
+        #expect(tagged.allSatisfy { $0.rank == 0 }, "ranks other than 0 printed: \(tagged.filter { $0.rank != 0 })\n\(result.report)")
+        let errors = result.stderrLines.filter { $0.lowercased().contains("error") && !$0.hasPrefix("mpirun") }
+        #expect(errors.count == 1, "expected exactly one error line\n\(result.report)")
+        #expect(tagged.count == 1, "expected rank 0 to print exactly one line\n\(result.report)")
+        if let line = tagged.first?.text {
+            #expect(line.hasPrefix("error:"), "\(line)")
+            #expect(line.contains("-np 4"), "the error does not name the world size: \(line)")
+        }
+    }
+
+    // MARK: 5. missing expert tensor
+
+    /// A copy of `fixture` whose weights lack `tensor`, written with `SafetensorsWriter`.
+    static func fixture(_ fixture: String, without tensor: String, in directory: URL) throws -> URL {
+        let source = Conclave.fixture(fixture)
+        let target = directory.appendingPathComponent(fixture)
+        try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+        for name in try FileManager.default.contentsOfDirectory(atPath: source.path) where !name.hasSuffix(".safetensors") {
+            try FileManager.default.copyItem(at: source.appendingPathComponent(name), to: target.appendingPathComponent(name))
+        }
+        let file = try SafetensorsFile(url: source.appendingPathComponent(Checkpoint.singleFile))
+        try #require(file.tensors[tensor] != nil, "\(tensor) is not in the fixture \(fixture)")
+        let writer = SafetensorsWriter()
+        writer.metadata = file.metadata
+        for name in file.tensorNames where name != tensor {
+            let info = file.tensors[name]!
+            let bytes = try file.bytes(name)
+            try writer.add(name, dtype: info.dtype, shape: info.shape) { $0.copyMemory(from: bytes) }
+        }
+        try writer.write(to: target.appendingPathComponent(Checkpoint.singleFile))
+        let check = try Checkpoint(directory: target)
+        try #require(!check.contains(tensor) && check.tensorNames.count == file.tensors.count - 1)
+        return target
+    }
+
+    /// An expert rank whose checkpoint lacks one of its expert tensors: the job ends non-zero
+    /// within 10 s and stderr names the tensor, the file it should be in, and the rank.
+    @Test(.timeLimit(.minutes(1)))
+    func missingExpertTensorStopsTheJob() throws {
+        let directory = try Self.temporaryDirectory("missing")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let tensor = "model.layers.1.mlp.experts.12.up_proj.weight"
+        let model = try Self.fixture("v3-sigmoid-grouped", without: tensor, in: directory)
+        let result = try Conclave.mpi(ranks: 4, ["generate", "--model", model.path, "--tokens", "0,5,6",
+                                                 "--max-tokens", "8", "--json"], timeout: 30)
+        #expect(result.termination != .exited(0), "expected a failure\n\(result.report)")
+        #expect(result.seconds < 10, "took \(result.seconds) s\n\(result.report)")
+        #expect(result.stdout.isEmpty, "stdout should be empty\n\(result.report)")
+        let lines = result.stderrLines.filter { $0.contains(tensor) }
+        #expect(!lines.isEmpty, "stderr does not name \(tensor)\n\(result.report)")
+        #expect(lines.contains { $0.contains(model.path) }, "stderr does not name the file or directory \(model.path)\n\(result.report)")
+        // -np 4: experts 8-15 live on rank 3.
+        #expect(lines.contains { $0.contains("rank 3") }, "stderr does not name the expert rank (3)\n\(result.report)")
+    }
+
+    // MARK: 6. a rank dies mid-run
+
+    /// SIGKILL an expert rank in the middle of a long generation: mpirun ends non-zero within
+    /// 30 s, says which rank died of which signal, and no rank process is left running.
+    @Test(.timeLimit(.minutes(1)))
+    func killedExpertRankEndsTheJob() throws {
+        let job = try Conclave.startMPI(ranks: 4, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path,
+                                                   "--tokens", "0,5,6", "--max-tokens", "4000", "--ignore-eos"])
+        // Running: the start-up table (printed once every rank has loaded) is on stderr.
+        let started = job.wait(upTo: 30) { job.stderrText.contains("role") }
+        try #require(started, "the cluster did not start within 30 s\n\(job.finish(timeout: 0).report)")
+        usleep(300_000)
+        try #require(job.isRunning, "the job ended before a rank could be killed\n\(job.finish(timeout: 0).report)")
+        #expect(job.stdoutText.count < 1000, "the generation is nearly done before the kill: the test no longer tests a mid-run death")
+        let victim = try #require(job.rankProcess(2), "no child of mpirun has OMPI_COMM_WORLD_RANK=2")
+        #expect(kill(victim, SIGKILL) == 0)
+        let killedAt = job.elapsed
+
+        let result = job.finish(timeout: killedAt + 30)
+        Conclave.expectClean(result)
+        #expect(result.termination != .exited(0), "mpirun exited 0 after a rank was killed\n\(result.report)")
+        #expect(result.seconds - killedAt < 30, "mpirun took \(result.seconds - killedAt) s to end after the kill\n\(result.report)")
+        // Open MPI 4.1: "mpirun noticed that process rank 2 with PID 0 on node vm exited on signal 9 (Killed)."
+        let notice = result.stderrLines.first { $0.contains("process rank 2") }
+        #expect(notice != nil, "mpirun's output does not name rank 2\n\(result.report)")
+        #expect(notice?.contains("signal 9") == true, "mpirun's output does not name signal 9: \(notice ?? "-")\n\(result.report)")
+        #expect(!result.stdout.contains("finish_reason"), "a result was printed despite the dead rank\n\(result.report)")
+    }
+}

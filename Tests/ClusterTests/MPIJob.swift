@@ -1,0 +1,297 @@
+import Foundation
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One child process started in a session of its own (`setsid`), so that it and everything it
+/// starts — mpirun and its rank processes, which Open MPI puts in process groups of their own but
+/// which stay in mpirun's session — can be found by session id in /proc, killed on a timeout, and
+/// checked for leftovers once it ends. Standard output and error go to files in a scratch directory.
+final class MPIJob {
+    /// How the top process ended.
+    enum Termination: Equatable, CustomStringConvertible {
+        case exited(Int32)
+        case signaled(Int32)
+
+        var description: String {
+            switch self {
+            case .exited(let code): "exit status \(code)"
+            case .signaled(let signal): "signal \(signal)"
+            }
+        }
+    }
+
+    /// What a finished job left behind.
+    struct Result {
+        let command: String
+        let termination: Termination
+        /// True when the hard timeout killed the job.
+        let timedOut: Bool
+        /// From start to the top process's end.
+        let seconds: Double
+        let stdout: String
+        let stderr: String
+        /// Processes of the job's session still running (not zombies) after the grace period;
+        /// they have been SIGKILLed since, but their presence is a defect.
+        let leftovers: [String]
+
+        var succeeded: Bool { termination == .exited(0) && !timedOut }
+        var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+        var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+
+        /// Everything needed to understand a failure, for assertion messages.
+        var report: String {
+            let cap = 6000
+            func clip(_ s: String) -> String { s.count <= cap ? s : String(s.prefix(cap)) + "\n… (\(s.count - cap) more characters)" }
+            return "$ \(command)\n→ \(termination)\(timedOut ? " (timed out, killed)" : "") after \(String(format: "%.2f", seconds)) s"
+                + "\n--- stdout ---\n\(clip(stdout))\n--- stderr ---\n\(clip(stderr))"
+        }
+    }
+
+    /// One process as /proc sees it.
+    struct ProcessEntry {
+        let pid: pid_t
+        let parent: pid_t
+        let session: pid_t
+        let state: Character
+        let name: String
+    }
+
+    let pid: pid_t
+    let command: String
+    let started = Date()
+    private let scratch: URL
+    private let stdoutURL: URL
+    private let stderrURL: URL
+    private var status: Termination?
+
+    /// Starts `executable` with `arguments` in a new session, stdin from /dev/null.
+    init(executable: String, arguments: [String], environment: [String]) throws {
+        command = ([executable] + arguments).map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
+        scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-run-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        stdoutURL = scratch.appendingPathComponent("stdout")
+        stderrURL = scratch.appendingPathComponent("stderr")
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrURL.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        // POSIX_SPAWN_SETSID (glibc ≥ 2.26) is 0x80; the C macro does not import everywhere.
+        let setsid: Int32 = 0x80
+        posix_spawnattr_setflags(&attributes, Int16(setsid | Int32(POSIX_SPAWN_SETSIGMASK) | Int32(POSIX_SPAWN_SETSIGDEF)))
+        var none = sigset_t(), all = sigset_t()
+        sigemptyset(&none)
+        sigfillset(&all)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setsigdefault(&attributes, &all)
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { for p in argv + envp { free(p) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
+        guard rc == 0 else {
+            throw CocoaError(.executableLoad, userInfo: [NSLocalizedDescriptionKey: "posix_spawn \(executable): \(String(cString: strerror(rc)))"])
+        }
+        pid = child
+    }
+
+    deinit {
+        if status == nil { killSession(); reap(block: true) }
+        try? FileManager.default.removeItem(at: scratch)
+    }
+
+    var stdoutText: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    var stderrText: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    var elapsed: Double { Date().timeIntervalSince(started) }
+
+    /// Whether the top process is still running (reaps it when it has ended).
+    var isRunning: Bool {
+        reap(block: false)
+        return status == nil
+    }
+
+    private func reap(block: Bool) {
+        guard status == nil else { return }
+        var raw: Int32 = 0
+        let r = waitpid(pid, &raw, block ? 0 : WNOHANG)
+        guard r == pid else { return }
+        // WIFEXITED / WEXITSTATUS / WTERMSIG are macros: decode the wait status by hand.
+        let signal = raw & 0x7f
+        status = signal == 0 ? .exited((raw >> 8) & 0xff) : .signaled(signal)
+    }
+
+    // MARK: /proc
+
+    static func entry(_ pid: pid_t) -> ProcessEntry? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { return nil }
+        let name = String(text[text.index(after: open)..<close])
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        guard fields.count >= 4, let state = fields[0].first, let parent = pid_t(fields[1]),
+              let session = pid_t(fields[3]) else { return nil }
+        return ProcessEntry(pid: pid, parent: parent, session: session, state: state, name: name)
+    }
+
+    static func allProcesses() -> [ProcessEntry] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return names.compactMap { pid_t($0) }.compactMap(entry)
+    }
+
+    /// Every process of this job's session (the top process included while it is not reaped).
+    func sessionMembers() -> [ProcessEntry] {
+        Self.allProcesses().filter { $0.session == pid }
+    }
+
+    /// Live (non-zombie) processes of the session other than the top process.
+    func liveDescendants() -> [ProcessEntry] {
+        sessionMembers().filter { $0.pid != pid && $0.state != "Z" && $0.state != "X" }
+    }
+
+    /// The direct child of the top process (an mpirun rank) whose environment says it is world rank `rank`.
+    func rankProcess(_ rank: Int) -> pid_t? {
+        for p in Self.allProcesses() where p.parent == pid {
+            guard let data = FileManager.default.contents(atPath: "/proc/\(p.pid)/environ") else { continue }
+            let variables = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            if variables.contains("OMPI_COMM_WORLD_RANK=\(rank)") { return p.pid }
+        }
+        return nil
+    }
+
+    /// SIGKILLs every process of the session (only this job's processes carry its session id).
+    private func killSession() {
+        for p in sessionMembers() where p.state != "Z" { kill(p.pid, SIGKILL) }
+        if status == nil { kill(pid, SIGKILL) }
+    }
+
+    // MARK: ending
+
+    /// Waits for the top process to end, killing the whole session at `timeout` seconds after start;
+    /// then gives the session `grace` seconds to disappear and reports (and kills) what is left.
+    func finish(timeout: Double, grace: Double = 5) -> Result {
+        var timedOut = false
+        while isRunning {
+            if elapsed > timeout {
+                timedOut = true
+                killSession()
+                reap(block: true)
+                break
+            }
+            usleep(20_000)
+        }
+        let seconds = elapsed
+        let graceEnd = Date().addingTimeInterval(grace)
+        var left = liveDescendants()
+        while !left.isEmpty && Date() < graceEnd {
+            usleep(50_000)
+            left = liveDescendants()
+        }
+        for p in left { kill(p.pid, SIGKILL) }
+        return Result(command: command, termination: status!, timedOut: timedOut, seconds: seconds,
+                      stdout: stdoutText, stderr: stderrText,
+                      leftovers: left.map { "pid \($0.pid) (\($0.name), state \($0.state))" })
+    }
+
+    /// Polls until `condition` holds or `timeout` seconds pass (or the job ends); returns whether it held.
+    func wait(upTo timeout: Double, until condition: () -> Bool) -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if condition() { return true }
+            if !isRunning { return condition() }
+            usleep(20_000)
+        }
+        return condition()
+    }
+}
+
+/// Launching the built `conclave`, alone or under `mpirun`.
+enum Conclave {
+    /// The build products directory: where the test bundle lives, next to `conclave`.
+    static var productsDirectory: URL {
+        URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
+    /// The package's root directory (this file is Tests/ClusterTests/MPIJob.swift).
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    static func fixture(_ name: String) -> URL {
+        packageRoot.appendingPathComponent("Tests/Fixtures/models/\(name)")
+    }
+
+    /// The `conclave` executable, or a test failure saying where it was expected.
+    static func binary(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        let path = productsDirectory.appendingPathComponent("conclave").path
+        try #require(FileManager.default.isExecutableFile(atPath: path),
+                     "conclave is not built next to the tests at \(path): build it with `swift build --build-tests` (same --scratch-path)",
+                     sourceLocation: sourceLocation)
+        return path
+    }
+
+    static func mpirunPath(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(dir)/mpirun"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        try #require(Bool(false), "mpirun not on PATH (apt-get install openmpi-bin)", sourceLocation: sourceLocation)
+        return ""
+    }
+
+    /// This process's environment without the launcher variables a singleton MPI start (in
+    /// another suite of this process) adds: an mpirun inheriting them exits 1 silently, and a
+    /// plain `conclave` inheriting them would believe it runs under mpirun.
+    static var childEnvironment: [String] {
+        let prefixes = ["OMPI_", "PMIX_", "ORTE_", "OPAL_"]
+        return ProcessInfo.processInfo.environment
+            .filter { key, _ in !prefixes.contains { key.hasPrefix($0) } }
+            .map { "\($0.key)=\($0.value)" }
+            .sorted()
+    }
+
+    /// Starts `conclave arguments…` as a plain child process (no MPI).
+    static func startLocal(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
+        try MPIJob(executable: binary(sourceLocation: sourceLocation), arguments: arguments, environment: childEnvironment)
+    }
+
+    /// Starts `mpirun -np ranks … conclave arguments…` over shared memory.
+    static func startMPI(ranks: Int, _ arguments: [String], mpiOptions: [String] = [],
+                         sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
+        let conclave = try binary(sourceLocation: sourceLocation)
+        var options = ["--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader"] + mpiOptions
+        if getuid() == 0 { options.insert("--allow-run-as-root", at: 0) }
+        return try MPIJob(executable: try mpirunPath(sourceLocation: sourceLocation), arguments: options + [conclave] + arguments,
+                          environment: childEnvironment)
+    }
+
+    /// Runs `conclave` alone to the end (hard timeout `timeout` s).
+    static func local(_ arguments: [String], timeout: Double = 30,
+                      sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob.Result {
+        let result = try startLocal(arguments, sourceLocation: sourceLocation).finish(timeout: timeout)
+        expectClean(result, sourceLocation: sourceLocation)
+        return result
+    }
+
+    /// Runs `conclave` under mpirun to the end (hard timeout `timeout` s).
+    static func mpi(ranks: Int, _ arguments: [String], mpiOptions: [String] = [], timeout: Double = 45,
+                    sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob.Result {
+        let result = try startMPI(ranks: ranks, arguments, mpiOptions: mpiOptions, sourceLocation: sourceLocation)
+            .finish(timeout: timeout)
+        expectClean(result, sourceLocation: sourceLocation)
+        return result
+    }
+
+    /// Every job: it ended before its timeout and left no process of its own running.
+    static func expectClean(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(!result.timedOut, "the job hit its hard timeout\n\(result.report)", sourceLocation: sourceLocation)
+        #expect(result.leftovers.isEmpty, "processes of the job were still running after it ended: \(result.leftovers)\n\(result.report)",
+                sourceLocation: sourceLocation)
+    }
+}
