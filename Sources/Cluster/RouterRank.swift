@@ -171,14 +171,10 @@ public final class RouterRank: StepExecutor {
 
 public enum ClusterError: Error, CustomStringConvertible {
     case unexpectedMessage(from: Int, expected: String)
-    case rankFailed(rank: Int, message: String)
-    case layout(String)
 
     public var description: String {
         switch self {
         case .unexpectedMessage(let r, let e): "rank \(r) sent something other than the expected \(e)"
-        case .rankFailed(let r, let m): "rank \(r): \(m)"
-        case .layout(let m): m
         }
     }
 }
