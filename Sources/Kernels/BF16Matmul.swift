@@ -2,8 +2,8 @@ import COneDNN
 import Foundation
 
 /// `y = x · Wᵀ` for a bf16 weight and many tokens (prefill), on oneDNN's bf16 matmul
-/// (`brg:avx512_core_bf16`, ~900–1100 GFLOP/s on 2 Zen 5 cores where the SIMD kernel of
-/// `Linear.apply` reaches ~70).
+/// (`brg:avx512_core_bf16`): at 128 tokens 700–960 GFLOP/s on this project's 2-core Zen 5
+/// machines, activation rounding included, where the SIMD kernel of `Linear.apply` reaches 70–80.
 ///
 /// - The weight is read in place: its row-major `[N × K]` storage is described to oneDNN
 ///   as the `[K × N]` weights with strides `{1, K}`. brgemm packs it per call; a cached
@@ -12,15 +12,19 @@ import Foundation
 /// - Activations are rounded to bf16 into a reused buffer: oneDNN 2.6 has no f32 × bf16
 ///   matmul (`unimplemented`).
 /// - oneDNN runs single-threaded inside the `ComputePool`, one part per pool thread, never
-///   with its own OpenMP threads: those spin after every call and slow the pool's next
-///   regions by 40–100 %, and a pool worker spinning beside them slows oneDNN in turn.
-/// - Primitives are built once per shape and token count (0.1–0.4 ms each) and cached:
+///   with its own OpenMP threads: those spin after every call and slowed the pool's next
+///   regions by 40–100 % (with `OMP_WAIT_POLICY=passive` they sleep, but oneDNN itself
+///   is 25 % slower), and would compete with pool workers for the same cores.
+/// - Primitives are built once per shape and token count (0.15–0.3 ms and ~75 KB per
+///   shape) and cached:
 ///   rounding token counts up to share primitives costs more per call (time grows linearly
 ///   with tokens) than building them once.
 public enum BF16Matmul {
     /// Token count from which `multiply` beats `Linear.apply`'s SIMD kernel on every shape
-    /// measured (it is faster already at 2 tokens on most, and at 1 when the weight is in cache).
-    public static let minimumTokens = 4
+    /// measured: 1.2–1.7× at 2 tokens with weights streamed from memory (2–4× with weights
+    /// in cache), 10–14× at 128. At 1 token the SIMD kernel streams weights faster
+    /// (46 vs 32 GB/s for a 64 MB matrix).
+    public static let minimumTokens = 2
 
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`, as `Linear.apply`: row `t` of `x`
     /// starts at `t · ldx` (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to
@@ -68,7 +72,7 @@ final class OneDNN: @unchecked Sendable {
     /// nil when oneDNN cannot create a CPU engine.
     static let shared = OneDNN()
 
-    /// Plans kept before the cache is emptied (each holds JIT kernels and memory objects).
+    /// Plans kept before the cache is emptied (each holds JIT kernels and memory objects, ~75 KB).
     static let planLimit = 1024
     /// Token count from which parts split token rows rather than output columns.
     static let tokenSplit = 384
@@ -115,11 +119,10 @@ final class OneDNN: @unchecked Sendable {
         }
         if let pool {
             pool.parallelFor(tokens, grain: 4) { BF16Matmul.narrow(x, ldx: ldx, rows: $0, cols: cols, into: src) }
-            pool.run(run)
         } else {
             BF16Matmul.narrow(x, ldx: ldx, rows: 0..<tokens, cols: cols, into: src)
-            run(0)
         }
+        if let pool, plan.parts.count > 1 { pool.run(run) } else { run(0) }
         return done.allSatisfy { $0 }
     }
 
@@ -181,8 +184,8 @@ private final class Plan {
         let src, weights, dst, scratchpad: dnnl_memory_t
         let scratchpadBytes: Int
         /// Output through dense staging rows, then copied: oneDNN 2.6's brgemm matmul takes
-        /// only dense outputs, and gemm:jit, which it picks otherwise, is up to 2× slower for
-        /// few tokens. (Many tokens are split by rows: their outputs are dense when `ldy` is `N`.)
+        /// only dense outputs, and gemm:jit, which it picks otherwise, is up to 1.8× slower
+        /// for few tokens. (Many tokens are split by rows: their outputs are dense when `ldy` is `N`.)
         let staged: Bool
 
         var workspaceBytes: Int { Self.align(scratchpadBytes) + (staged ? tokens.count * columns.count * 4 : 0) }

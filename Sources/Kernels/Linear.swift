@@ -2,9 +2,10 @@ import COpenBLAS
 
 /// `y = x · Wᵀ`: the projection every layer is made of.
 ///
-/// f32 weights go to OpenBLAS. bf16 weights stay bf16: decode is bound by the bytes of
-/// weight streamed per token, so a SIMD kernel widens each 16-lane chunk in registers and
-/// reuses it for up to four tokens, instead of materialising an f32 copy of the matrix.
+/// f32 weights go to OpenBLAS. bf16 weights stay bf16: a single token is bound by the
+/// bytes of weight it streams, so a SIMD kernel widens each 16-lane chunk in registers
+/// (no f32 copy of the matrix); from two tokens on, oneDNN's bf16 matmul (AVX-512 BF16)
+/// wins (`BF16Matmul`, measured in docs/PERFORMANCE.md).
 public enum Linear {
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`; row `t` of `x` starts at `t · ldx`
     /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`).
@@ -23,6 +24,7 @@ public enum Linear {
                             1, xp, Int32(ldx), wp + rows.lowerBound * cols, Int32(cols), 0, yp + rows.lowerBound, Int32(ldy))
             }
         case .bf16(let p):
+            if tokens >= BF16Matmul.minimumTokens, BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
             let wp = p
             parallelRows(w.rows, grain: 8, pool) { rows in
                 var t = 0
@@ -156,11 +158,16 @@ extension Linear {
     /// the pool. Decode runs a dozen small matrices per layer (a token's experts, or
     /// the projections that read the same input); one region for all of them saves a
     /// synchronisation per matrix and keeps both cores streaming.
+    /// Products of several tokens are matrix products of their own and run one by one.
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool = .shared) {
-        guard jobs.contains(where: { if case .bf16 = $0.weight.storage { true } else { false } }) else {
-            for j in jobs { apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool) }
-            return
+        let fused = jobs.filter { j in
+            if case .bf16 = j.weight.storage { j.tokens < BF16Matmul.minimumTokens } else { false }
         }
+        for j in jobs where !fused.contains(where: { $0.y == j.y }) {
+            apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool)
+        }
+        guard !fused.isEmpty else { return }
+        let jobs = fused
         var starts = [Int](), total = 0
         for j in jobs { starts.append(total); total += j.weight.rows }
         let ends = starts.indices.map { starts[$0] + jobs[$0].weight.rows }
