@@ -325,4 +325,26 @@ import Glibc
         #expect(notice?.contains("signal 9") == true, "mpirun's output does not name signal 9: \(notice ?? "-")\n\(result.report)")
         #expect(!result.stdout.contains("finish_reason"), "a result was printed despite the dead rank\n\(result.report)")
     }
+
+    // MARK: 7. the launcher itself
+
+    /// The session of an mpirun job holds its rank processes (so leftover checks see them), and
+    /// the timeout kills mpirun and all of them.
+    @Test(.timeLimit(.minutes(1)))
+    func hardTimeoutKillsEveryRank() throws {
+        let job = try Conclave.startMPI(ranks: 3, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path,
+                                                   "--tokens", "0,5,6", "--max-tokens", "100000", "--ignore-eos", "--json"])
+        let ranks = job.wait(upTo: 30, until: { (0..<3).allSatisfy { job.rankProcess($0) != nil } })
+        try #require(ranks, "mpirun did not start 3 ranks within 30 s")
+        let pids = (0..<3).compactMap { job.rankProcess($0) }
+        #expect(Set(pids).isSubset(of: Set(job.liveDescendants().map(\.pid))), "the job's session does not hold its ranks")
+        let result = job.finish(timeout: job.elapsed + 1)
+        #expect(result.timedOut, "the job was expected to hit its timeout\n\(result.report)")
+        #expect(result.termination == .signaled(SIGKILL))
+        #expect(result.leftovers.isEmpty, "\(result.leftovers)")
+        for pid in pids {
+            let state = MPIJob.entry(pid)?.state
+            #expect(state == nil || state == "Z", "rank process \(pid) is still there (state \(state.map(String.init) ?? "-"))")
+        }
+    }
 }
