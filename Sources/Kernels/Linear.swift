@@ -25,16 +25,11 @@ public enum Linear {
             }
         case .bf16(let p):
             if tokens >= BF16Matmul.minimumTokens, BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
-            let wp = p
-            parallelRows(w.rows, grain: 8, pool) { rows in
-                var t = 0
-                while t + 4 <= tokens {
-                    BF16Dot.rows4(wp, cols: cols, rows: rows, x: xp + t * ldx, ldx: ldx, y: yp + t * ldy, ldy: ldy)
-                    t += 4
-                }
-                while t < tokens {
-                    BF16Dot.rows1(wp, cols: cols, rows: rows, x: xp + t * ldx, y: yp + t * ldy)
-                    t += 1
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * cols) { buffer in
+                let paired = buffer.baseAddress!
+                for t in 0..<tokens { BF16Pairs.reorder(x + t * ldx, cols: cols, into: paired + t * cols) }
+                parallelRows(w.rows, grain: 8, pool) { rows in
+                    BF16Dot.rows(p, cols: cols, rows: rows, paired: paired, x: xp, ldx: ldx, y: yp, ldy: ldy, tokens: tokens)
                 }
             }
         }
@@ -54,82 +49,108 @@ public enum Linear {
         case .f32(let p):
             cblas_sgemv(CblasRowMajor, CblasTrans, Int32(w.rows), Int32(w.cols), 1, p, Int32(w.cols), x, 1, 0, y, 1)
         case .bf16(let p):
-            y.update(repeating: 0, count: w.cols)
-            let yr = UnsafeMutableRawPointer(y)
-            let vec = w.cols & ~15
-            for r in 0..<w.rows {
-                let row = UnsafeRawPointer(p + r * w.cols)
-                let a = SIMD16<Float>(repeating: x[r])
-                var c = 0
-                while c < vec {
-                    var v = yr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self)
-                    v.addProduct(a, BF16.widen(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt16>.self)))
-                    yr.storeBytes(of: v, toByteOffset: c * 4, as: SIMD16<Float>.self)
-                    c += 16
+            let cols = w.cols, blocks = cols & ~31
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
+                let acc = buffer.baseAddress!
+                acc.update(repeating: 0, count: cols)
+                let ar = UnsafeMutableRawPointer(acc)
+                for r in 0..<w.rows {
+                    let row = UnsafeRawPointer(p + r * cols)
+                    let a = SIMD16<Float>(repeating: x[r])
+                    var c = 0
+                    while c < blocks {
+                        let (even, odd) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt32>.self))
+                        var e = ar.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self)
+                        var o = ar.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
+                        e.addProduct(a, even)
+                        o.addProduct(a, odd)
+                        ar.storeBytes(of: e, toByteOffset: c * 4, as: SIMD16<Float>.self)
+                        ar.storeBytes(of: o, toByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
+                        c += 32
+                    }
+                    while c < cols { acc[c] += x[r] * BF16.toFloat(p[r * cols + c]); c += 1 }
                 }
-                while c < w.cols { y[c] += x[r] * BF16.toFloat(p[r * w.cols + c]); c += 1 }
+                BF16Pairs.restore(acc, cols: cols, into: y)
             }
         }
     }
 }
 
-/// Dot products of bf16 weight rows with f32 activations, 16 lanes at a time.
-enum BF16Dot {
+/// bf16 weights read two at a time: a 32-bit lane holds element 2i in its low half and
+/// 2i+1 in its high half, so their f32 values are the lane shifted left by 16 and the lane
+/// with its low half cleared — two bit operations, no widening conversion. Activations are
+/// reordered once per call to match: in each 32-column block, the 16 even columns, then
+/// the 16 odd ones.
+enum BF16Pairs {
     @inline(__always)
-    static func rows1(_ w: UnsafePointer<UInt16>, cols: Int, rows: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        let xr = UnsafeRawPointer(x)
-        let body = cols & ~63
-        let vec = cols & ~15
+    static func split(_ lanes: SIMD16<UInt32>) -> (even: SIMD16<Float>, odd: SIMD16<Float>) {
+        (unsafeBitCast(lanes &<< 16, to: SIMD16<Float>.self), unsafeBitCast(lanes & 0xFFFF_0000, to: SIMD16<Float>.self))
+    }
+
+    /// Even-then-odd order per 32-column block; a ragged tail keeps its order.
+    static func reorder(_ x: UnsafePointer<Float>, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        let blocks = cols & ~31
+        for b in stride(from: 0, to: blocks, by: 32) {
+            for i in 0..<16 {
+                out[b + i] = x[b + 2 * i]
+                out[b + 16 + i] = x[b + 2 * i + 1]
+            }
+        }
+        (out + blocks).update(from: x + blocks, count: cols - blocks)
+    }
+
+    /// The inverse of `reorder`.
+    static func restore(_ x: UnsafePointer<Float>, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        let blocks = cols & ~31
+        for b in stride(from: 0, to: blocks, by: 32) {
+            for i in 0..<16 {
+                out[b + 2 * i] = x[b + i]
+                out[b + 2 * i + 1] = x[b + 16 + i]
+            }
+        }
+        (out + blocks).update(from: x + blocks, count: cols - blocks)
+    }
+}
+
+/// Dot products of bf16 weight rows with f32 activations (reordered by `BF16Pairs`).
+enum BF16Dot {
+    /// `y[t, r]` for `rows` and every token. One token is the case that matters (two or
+    /// more go to oneDNN); several land here only when oneDNN declines a product.
+    @inline(__always)
+    static func rows(_ w: UnsafePointer<UInt16>, cols: Int, rows: Range<Int>, paired: UnsafePointer<Float>,
+                     x: UnsafePointer<Float>, ldx: Int, y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int) {
+        for t in 0..<tokens {
+            rows1(w, cols: cols, rows: rows, paired: paired + t * cols, x: x + t * ldx, y: y + t * ldy)
+        }
+    }
+
+    @inline(__always)
+    static func rows1(_ w: UnsafePointer<UInt16>, cols: Int, rows: Range<Int>, paired: UnsafePointer<Float>,
+                      x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        let xr = UnsafeRawPointer(paired)
+        let blocks = cols & ~31, pairsOfBlocks = cols & ~63
         for r in rows {
             let row = UnsafeRawPointer(w + r * cols)
             var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
             var c = 0
-            while c < body {
-                a0.addProduct(BF16.widen(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt16>.self)),
-                              xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                a1.addProduct(BF16.widen(row.loadUnaligned(fromByteOffset: c * 2 + 32, as: SIMD16<UInt16>.self)),
-                              xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
-                a2.addProduct(BF16.widen(row.loadUnaligned(fromByteOffset: c * 2 + 64, as: SIMD16<UInt16>.self)),
-                              xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self))
-                a3.addProduct(BF16.widen(row.loadUnaligned(fromByteOffset: c * 2 + 96, as: SIMD16<UInt16>.self)),
-                              xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self))
+            while c < pairsOfBlocks {
+                let (e0, o0) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt32>.self))
+                let (e1, o1) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2 + 64, as: SIMD16<UInt32>.self))
+                a0.addProduct(e0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
+                a1.addProduct(o0, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
+                a2.addProduct(e1, xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self))
+                a3.addProduct(o1, xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self))
                 c += 64
             }
-            while c < vec {
-                a0.addProduct(BF16.widen(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt16>.self)),
-                              xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                c += 16
+            if c < blocks {
+                let (e0, o0) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt32>.self))
+                a0.addProduct(e0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
+                a1.addProduct(o0, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
+                c += 32
             }
             var s = ((a0 + a1) + (a2 + a3)).sum()
             while c < cols { s += BF16.toFloat(w[r * cols + c]) * x[c]; c += 1 }
             y[r] = s
-        }
-    }
-
-    /// Four tokens per pass over each weight row: one widen feeds four FMAs.
-    @inline(__always)
-    static func rows4(_ w: UnsafePointer<UInt16>, cols: Int, rows: Range<Int>, x: UnsafePointer<Float>, ldx: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
-        let x0 = UnsafeRawPointer(x), x1 = x0 + ldx * 4, x2 = x1 + ldx * 4, x3 = x2 + ldx * 4
-        let vec = cols & ~15
-        for r in rows {
-            let row = UnsafeRawPointer(w + r * cols)
-            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-            var c = 0
-            while c < vec {
-                let wv = BF16.widen(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt16>.self))
-                a0.addProduct(wv, x0.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                a1.addProduct(wv, x1.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                a2.addProduct(wv, x2.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                a3.addProduct(wv, x3.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                c += 16
-            }
-            var s0 = a0.sum(), s1 = a1.sum(), s2 = a2.sum(), s3 = a3.sum()
-            while c < cols {
-                let wf = BF16.toFloat(w[r * cols + c])
-                s0 += wf * x[c]; s1 += wf * x[ldx + c]; s2 += wf * x[2 * ldx + c]; s3 += wf * x[3 * ldx + c]
-                c += 1
-            }
-            y[r] = s0; y[ldy + r] = s1; y[2 * ldy + r] = s2; y[3 * ldy + r] = s3
         }
     }
 }

@@ -1,0 +1,67 @@
+import Kernels
+import Testing
+
+/// The bf16 SIMD kernels against a plain f32 product of the same (widened) weights.
+@Suite struct LinearTests {
+    /// A bf16 matrix with values that are exact in bf16, and its f32 twin.
+    static func matrices(rows: Int, cols: Int, seed: Int) -> (bf16: WeightMatrix, f32: [Float]) {
+        let values = (0..<rows * cols).map { i in Float((i &* 2_654_435_761 &+ seed) % 257 - 128) / 64 }
+        let a = Allocation(byteCount: rows * cols * 2)
+        let p = a.halves(count: rows * cols)
+        for (i, v) in values.enumerated() { p[i] = BF16.fromFloat(v) }
+        return (WeightMatrix(rows: rows, cols: cols, storage: .bf16(p), owner: a), values)
+    }
+
+    static func reference(_ w: [Float], rows: Int, cols: Int, _ x: [Float], tokens: Int, ldx: Int) -> [Float] {
+        (0..<tokens).flatMap { t in
+            (0..<rows).map { r in (0..<cols).reduce(Float(0)) { $0 + w[r * cols + $1] * x[t * ldx + $1] } }
+        }
+    }
+
+    static func activations(_ count: Int) -> [Float] { (0..<count).map { Float(($0 * 7919) % 97 - 48) / 32 } }
+
+    // Columns cover whole 64-blocks, a lone 32-block and a ragged tail; one token takes the
+    // SIMD kernel (two or more go to oneDNN, tested in BF16MatmulTests).
+    @Test(arguments: [(3, 128), (17, 96), (5, 1027), (40, 33), (8, 7)])
+    func singleTokenMatchesF32(shape: (Int, Int)) {
+        let (rows, cols) = shape
+        let (w, f) = Self.matrices(rows: rows, cols: cols, seed: rows)
+        let x = Self.activations(cols + 5)
+        var y = [Float](repeating: .nan, count: rows + 3)
+        Linear.apply(w, x, &y, tokens: 1, ldx: cols + 5, ldy: rows + 3)
+        let expected = Self.reference(f, rows: rows, cols: cols, x, tokens: 1, ldx: cols + 5)
+        for r in 0..<rows { #expect(abs(y[r] - expected[r]) <= 1e-3 * max(1, abs(expected[r])), "row \(r)") }
+        #expect(y[rows].isNaN, "writes past the row")
+    }
+
+    @Test(arguments: [(64, 256), (7, 70), (16, 31)])
+    func transposedMatchesF32(shape: (Int, Int)) {
+        let (rows, cols) = shape
+        let (w, f) = Self.matrices(rows: rows, cols: cols, seed: 3)
+        let x = Self.activations(rows)
+        var y = [Float](repeating: .nan, count: cols)
+        Linear.applyTransposed(w, x, &y)
+        for c in 0..<cols {
+            let expected = (0..<rows).reduce(Float(0)) { $0 + f[$1 * cols + c] * x[$1] }
+            #expect(abs(y[c] - expected) <= 1e-3 * max(1, abs(expected)), "column \(c)")
+        }
+    }
+
+    @Test func applyManyMatchesSeparateProducts() {
+        let a = Self.matrices(rows: 48, cols: 96, seed: 1), b = Self.matrices(rows: 13, cols: 96, seed: 2)
+        let x = Self.activations(96)
+        var ya = [Float](repeating: 0, count: 48), yb = [Float](repeating: 0, count: 13)
+        x.withUnsafeBufferPointer { xp in
+            ya.withUnsafeMutableBufferPointer { pa in
+                yb.withUnsafeMutableBufferPointer { pb in
+                    Linear.applyMany([LinearJob(a.bf16, xp.baseAddress!, pa.baseAddress!, tokens: 1),
+                                      LinearJob(b.bf16, xp.baseAddress!, pb.baseAddress!, tokens: 1)])
+                }
+            }
+        }
+        let ea = Self.reference(a.f32, rows: 48, cols: 96, x, tokens: 1, ldx: 96)
+        let eb = Self.reference(b.f32, rows: 13, cols: 96, x, tokens: 1, ldx: 96)
+        for i in ea.indices { #expect(abs(ya[i] - ea[i]) <= 1e-3 * max(1, abs(ea[i]))) }
+        for i in eb.indices { #expect(abs(yb[i] - eb[i]) <= 1e-3 * max(1, abs(eb[i]))) }
+    }
+}
