@@ -18,7 +18,6 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C bridges: the only places that touch C APIs.
@@ -47,7 +46,6 @@ let package = Package(
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: fast),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),

@@ -32,11 +32,12 @@ public final class AllToAllProfile {
         bytes = Array(repeating: Array(repeating: 0, count: worldSize), count: worldSize)
     }
 
+    /// One step of one MoE layer: `combine` is already net of the expert FFN time.
     func record(layer: Int, dispatch: Double, combine: Double, expert: Double, dispatchBytes: Int, combineBytes: Int,
                 tokens: Int, experts: [Int32], rowsPerRank: [Int: Int]) {
         var l = layers[layer] ?? Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts))
         l.dispatchSeconds.append(dispatch)
-        l.combineSeconds.append(max(combine - expert, 0))
+        l.combineSeconds.append(combine)
         l.expertSeconds.append(expert)
         l.dispatchBytes.append(dispatchBytes)
         l.combineBytes.append(combineBytes)

@@ -31,8 +31,19 @@ public struct DispatchLayout: Sendable {
 /// What a dispatch left in flight; `combine` consumes it.
 public struct DispatchHandle {
     public let layout: DispatchLayout
-    /// Wall time of the dispatch, for the profile.
-    public let seconds: Double
+    /// Router-side seconds to hand the rows to MPI (counts broadcast, packing, posting).
+    public let postSeconds: Double
+    public let bytes: Int
+    let request: AllToAllRequest
+}
+
+/// What a combine brought back, with the timings the profile reports.
+public struct CombineResult {
+    /// Dispatch as the expert ranks saw it: posting, plus the slowest rank's wait for its rows.
+    public let dispatchSeconds: Double
+    /// Combine wall time on the router minus the slowest expert rank's FFN time: the transfer.
+    public let combineSeconds: Double
+    public let expertSeconds: Double
     public let bytes: Int
 }
 
@@ -42,8 +53,10 @@ public struct DispatchHandle {
 /// weighted sum per (token, rank) back. Activations travel as raw MPI buffers.
 ///
 /// Row format router → expert: `hidden` activations, then `topK` expert ids (-1 for experts
-/// held elsewhere), then `topK` weights. Expert → router: `hidden` values per row, then
-/// one value: the expert rank's FFN seconds, so the profile can tell transfer from compute.
+/// held elsewhere), then `topK` weights. Expert → router: `hidden` values per row, then two
+/// values: the expert rank's seconds waiting for its rows and running its FFNs, so the
+/// profile can tell transfer from compute without comparing clocks across ranks (on a
+/// crowded node the router itself may not be scheduled while experts compute).
 public final class ExpertDataPlane {
     public let comm: Communicator
     public let router: Int
@@ -62,7 +75,11 @@ public final class ExpertDataPlane {
 
     // MARK: router side
 
+    /// Values an expert rank appends to its combine rows: its dispatch wait and FFN seconds.
+    static let trailer = 2
+
     /// Sends each expert rank its rows of `x` (`[tokens × hidden]`) with their routing.
+    /// The exchange stays in flight; `combine` completes it.
     public func dispatch(_ x: UnsafePointer<Float>, routing: RoutingTable, layout: DispatchLayout,
                          experts: (Int) -> Set<Int>) throws -> DispatchHandle {
         let start = DispatchTime.now().uptimeNanoseconds
@@ -86,22 +103,24 @@ public final class ExpertDataPlane {
                 }
             }
         }
-        try sendBuffer.withUnsafeBufferPointer { send in
-            try sendOnly(UnsafeBufferPointer(rebasing: send[..<total]), counts: layout.rows.map { $0 * width })
+        let request = try sendBuffer.withUnsafeBufferPointer { send in
+            try startSendOnly(UnsafeBufferPointer(rebasing: send[..<total]), counts: layout.rows.map { $0 * width })
         }
-        return DispatchHandle(layout: layout, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, bytes: total * 4)
+        return DispatchHandle(layout: layout, postSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                              bytes: total * 4, request: request)
     }
 
     /// Adds each rank's returned rows into `out` (`[tokens × hidden]`, zeroed by the caller).
-    /// Returns the wall seconds and the slowest expert rank's FFN seconds.
-    public func combine(_ handle: DispatchHandle, into out: UnsafeMutablePointer<Float>) throws -> (seconds: Double, expertSeconds: Double, bytes: Int) {
+    public func combine(_ handle: DispatchHandle, into out: UnsafeMutablePointer<Float>) throws -> CombineResult {
         let start = DispatchTime.now().uptimeNanoseconds
         let rows = handle.layout.rows
-        let counts = rows.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + 1 }
+        let counts = rows.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + Self.trailer }
         let total = counts.reduce(0, +)
         if receiveBuffer.count < total { receiveBuffer = [Float](repeating: 0, count: total) }
         try receiveBuffer.withUnsafeMutableBufferPointer { try receiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<total]), counts: counts) }
-        var slowest = 0.0
+        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        try handle.request.wait()
+        var slowestWait = 0.0, slowest = 0.0
         receiveBuffer.withUnsafeBufferPointer { buf in
             var at = buf.baseAddress!
             for (rank, tokens) in handle.layout.tokens.enumerated() where rank != router {
@@ -109,12 +128,13 @@ public final class ExpertDataPlane {
                     VectorOps.add(at, to: out + t * hidden, count: hidden)
                     at += hidden
                 }
-                slowest = max(slowest, Double(at.pointee))
-                at += 1
+                slowestWait = max(slowestWait, Double(at[0]))
+                slowest = max(slowest, Double(at[1]))
+                at += Self.trailer
             }
         }
-        let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        return (wall, slowest, total * 4)
+        return CombineResult(dispatchSeconds: handle.postSeconds + slowestWait, combineSeconds: max(wall - slowest, 0),
+                             expertSeconds: slowest, bytes: total * 4)
     }
 
     // MARK: expert side
@@ -126,11 +146,12 @@ public final class ExpertDataPlane {
         var counts = [Int32](repeating: 0, count: comm.size)
         try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
         let rows = Int(counts[comm.rank])
+        let announced = DispatchTime.now().uptimeNanoseconds
         if receiveBuffer.count < rows * width { receiveBuffer = [Float](repeating: 0, count: rows * width) }
         var recvCounts = [Int](repeating: 0, count: comm.size)
         recvCounts[router] = rows * width
         try receiveBuffer.withUnsafeMutableBufferPointer {
-            try receiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<(rows * width)]), counts: recvCounts)
+            try startReceiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<(rows * width)]), counts: recvCounts).wait()
         }
         let start = DispatchTime.now().uptimeNanoseconds
         var byExpert: [Int: [RoutingAssignments.Pair]] = [:]
@@ -142,7 +163,7 @@ public final class ExpertDataPlane {
                 }
             }
         }
-        let count = rows * hidden + 1
+        let count = rows * hidden + Self.trailer
         if sendBuffer.count < count { sendBuffer = [Float](repeating: 0, count: count) }
         sendBuffer.withUnsafeMutableBufferPointer { out in
             out.baseAddress!.update(repeating: 0, count: rows * hidden)
@@ -151,7 +172,8 @@ public final class ExpertDataPlane {
                                    table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }),
                                    into: out.baseAddress!)
             }
-            out[rows * hidden] = Float(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            out[rows * hidden] = Float(Double(start - announced) / 1e9)
+            out[rows * hidden + 1] = Float(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         var sendCounts = [Int](repeating: 0, count: comm.size)
         sendCounts[router] = count
@@ -159,13 +181,23 @@ public final class ExpertDataPlane {
         return rows
     }
 
-    /// An all-to-all in which this rank only sends (the router dispatching, an expert combining).
+    /// An all-to-all in which this rank only sends (an expert combining).
     private func sendOnly(_ send: UnsafeBufferPointer<Float>, counts: [Int]) throws {
-        var nothing: Float = 0
-        try withUnsafeMutablePointer(to: &nothing) { p in
-            try comm.allToAllV(send: send, sendCounts: counts, recv: UnsafeMutableBufferPointer(start: p, count: 0),
-                               recvCounts: Array(repeating: 0, count: comm.size))
-        }
+        try comm.allToAllV(send: send, sendCounts: counts, recv: UnsafeMutableBufferPointer(start: nil, count: 0),
+                           recvCounts: Array(repeating: 0, count: comm.size))
+    }
+
+    /// Starts an all-to-all in which this rank only sends; `send` must outlive the request.
+    private func startSendOnly(_ send: UnsafeBufferPointer<Float>, counts: [Int]) throws -> AllToAllRequest {
+        try comm.startAllToAllV(send: send, sendCounts: counts, recv: UnsafeMutableBufferPointer(start: nil, count: 0),
+                                recvCounts: Array(repeating: 0, count: comm.size))
+    }
+
+    /// An all-to-all in which this rank only receives. Dispatch is non-blocking on every
+    /// rank (a non-blocking collective never matches a blocking one).
+    private func startReceiveOnly(_ recv: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> AllToAllRequest {
+        try comm.startAllToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: Array(repeating: 0, count: comm.size),
+                                recv: recv, recvCounts: counts)
     }
 
     /// An all-to-all in which this rank only receives.

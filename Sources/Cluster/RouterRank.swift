@@ -127,9 +127,9 @@ public final class RouterRank: StepExecutor {
         for (r, n) in dispatchLayout.rows.enumerated() where expertCommRanks[r] != world.rank {
             rowsPerRank[expertCommRanks[r]] = n
             profile.addBytes(from: world.rank, to: expertCommRanks[r], n * plane.width * 4)
-            profile.addBytes(from: expertCommRanks[r], to: world.rank, (n * d + 1) * 4)
+            profile.addBytes(from: expertCommRanks[r], to: world.rank, (n * d + ExpertDataPlane.trailer) * 4)
         }
-        profile.record(layer: l, dispatch: handle.seconds, combine: combine.seconds, expert: combine.expertSeconds,
+        profile.record(layer: l, dispatch: combine.dispatchSeconds, combine: combine.combineSeconds, expert: combine.expertSeconds,
                        dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,
                        experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank)
         at = 0
@@ -158,7 +158,7 @@ public final class RouterRank: StepExecutor {
     func shutdown(reason: String) throws {
         let rows = profile.meanRowsPerRank
         let dispatchCounts = expertCommRanks.map { Int((rows[$0] ?? 0).rounded()) * plane.width }
-        let combineCounts = expertCommRanks.map { $0 == world.rank ? 0 : Int((rows[$0] ?? 0).rounded()) * plane.hidden + 1 }
+        let combineCounts = expertCommRanks.map { $0 == world.rank ? 0 : Int((rows[$0] ?? 0).rounded()) * plane.hidden + ExpertDataPlane.trailer }
         let repetitions = rows.isEmpty ? 0 : 30
         let message = Shutdown(reason: reason, baselineDispatchCounts: dispatchCounts, baselineCombineCounts: combineCounts,
                                baselineRepetitions: repetitions)

@@ -1,16 +1,47 @@
 /// Splits text into the pieces BPE encodes independently, following the
 /// file's pre_tokenizer steps in order.
 ///
-/// Regexes run with Unicode-scalar semantics, as Oniguruma does on UTF-8:
-/// Swift's default grapheme semantics would glue combining marks, ZWJ emoji
-/// and "\r\n" into single characters and split differently from Hugging Face.
+/// Works on Unicode scalars, as Hugging Face does on UTF-8: Swift's default
+/// grapheme semantics would glue combining marks, ZWJ emoji and "\r\n" into
+/// single characters and split differently. The text is held once as an
+/// array of scalars (with their general categories) and each step refines a
+/// list of ranges into it; only the final pieces become strings.
 struct PreTokenizer: Sendable {
     private let steps: [Step]
 
     private enum Step: Sendable {
-        case split(CompiledRegex, keepsMatches: Bool, keepsGaps: Bool)
-        case byteLevel(addPrefixSpace: Bool, regex: CompiledRegex?)
+        case split(SplitRegex, keepsMatches: Bool, keepsGaps: Bool)
+        case byteLevel(addPrefixSpace: Bool, regex: SplitRegex?)
         case digits(individual: Bool)
+    }
+
+    /// A pattern on `ScalarRegex` when its syntax allows (every DeepSeek and
+    /// GPT-2 style pattern), else on Swift's `Regex`.
+    private enum SplitRegex: Sendable {
+        case scalar(ScalarRegex)
+        case swift(CompiledRegex)
+
+        func matches(in text: ScalarText, _ range: Range<Int>) -> [Range<Int>] {
+            switch self {
+            case .scalar(let regex):
+                return regex.matches(in: text, range)
+            case .swift(let regex):
+                // Swift reports String indices: convert them to scalar offsets.
+                let string = text.string(range)
+                let scalars = string.unicodeScalars
+                var index = scalars.startIndex
+                var offset = range.lowerBound
+                func offsetOf(_ bound: String.Index) -> Int {
+                    offset += scalars.distance(from: index, to: bound)
+                    index = bound
+                    return offset
+                }
+                return string.matches(of: regex.regex).map { match in
+                    let lower = offsetOf(match.range.lowerBound)
+                    return lower..<offsetOf(match.range.upperBound)
+                }
+            }
+        }
     }
 
     /// A regex shared across threads. Swift does not mark `Regex` Sendable,
@@ -30,7 +61,8 @@ struct PreTokenizer: Sendable {
     static let gpt2Pattern = #"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"#
 
     /// Throws `TokenizerFile.Unsupported` for an unknown split behavior and
-    /// `InvalidRegex` for a pattern Swift cannot compile.
+    /// `InvalidRegex` for a pattern neither `ScalarRegex` nor Swift's `Regex`
+    /// compiles.
     init(_ spec: PreTokenizerSpec?) throws {
         var steps: [Step] = []
         func add(_ spec: PreTokenizerSpec) throws {
@@ -55,20 +87,21 @@ struct PreTokenizer: Sendable {
         let reason: String
     }
 
-    private static func compile(_ pattern: String) throws -> CompiledRegex {
+    private static func compile(_ pattern: String) throws -> SplitRegex {
+        if let regex = try? ScalarRegex(pattern) { return .scalar(regex) }
         do {
-            return CompiledRegex(try Regex(pattern))
+            return .swift(CompiledRegex(try Regex(pattern)))
         } catch {
             throw InvalidRegex(pattern: pattern, reason: "\(error)")
         }
     }
 
     private static func splitStep(_ split: PreTokenizerSpec.SplitSpec) throws -> Step {
-        let regex: CompiledRegex
+        let regex: SplitRegex
         if let pattern = split.pattern["Regex"] {
             regex = try compile(pattern)
         } else if let literal = split.pattern["String"] {
-            regex = CompiledRegex(Regex(verbatim: literal))
+            regex = .swift(CompiledRegex(Regex(verbatim: literal)))
         } else {
             throw TokenizerFile.Unsupported(component: "Split pattern \(split.pattern.keys.sorted())")
         }
@@ -81,58 +114,87 @@ struct PreTokenizer: Sendable {
     }
 
     func pieces(_ text: String) -> [String] {
-        var pieces = [text]
-        for step in steps {
-            pieces = pieces.flatMap { apply(step, to: $0) }
+        var text = ScalarText(text.unicodeScalars)
+        var ranges = text.values.isEmpty ? [] : [0..<text.values.count]
+        for (index, step) in steps.enumerated() {
+            // Text rebuilt by the last step is only read, not matched.
+            let categorized = index < steps.count - 1
+            switch step {
+            case .split(let regex, let keepsMatches, let keepsGaps):
+                ranges = ranges.flatMap { range in
+                    Self.split(range, at: regex.matches(in: text, range), keepsMatches: keepsMatches, keepsGaps: keepsGaps)
+                }
+            case .byteLevel(let addPrefixSpace, let regex):
+                if addPrefixSpace { (text, ranges) = Self.prefixingSpace(text, ranges, categorized: regex != nil) }
+                if let regex {
+                    ranges = ranges.flatMap { Self.split($0, at: regex.matches(in: text, $0), keepsMatches: true, keepsGaps: true) }
+                }
+                (text, ranges) = Self.byteLevel(text, ranges, categorized: categorized)
+            case .digits(let individual):
+                ranges = ranges.flatMap { Self.splitDigits($0, in: text, individual: individual) }
+            }
         }
+        return ranges.map { text.string($0) }
+    }
+
+    /// The non-empty matches and/or gaps of `range`, in order.
+    private static func split(_ range: Range<Int>, at matches: [Range<Int>],
+                              keepsMatches: Bool, keepsGaps: Bool) -> [Range<Int>] {
+        var pieces: [Range<Int>] = []
+        var gapStart = range.lowerBound
+        for match in matches {
+            if keepsGaps && gapStart < match.lowerBound { pieces.append(gapStart..<match.lowerBound) }
+            if keepsMatches && !match.isEmpty { pieces.append(match) }
+            gapStart = match.upperBound
+        }
+        if keepsGaps && gapStart < range.upperBound { pieces.append(gapStart..<range.upperBound) }
         return pieces
     }
 
-    private func apply(_ step: Step, to piece: String) -> [String] {
-        switch step {
-        case .split(let regex, let keepsMatches, let keepsGaps):
-            return Self.split(piece, on: regex, keepsMatches: keepsMatches, keepsGaps: keepsGaps)
-        case .byteLevel(let addPrefixSpace, let regex):
-            let spaced = addPrefixSpace && piece.utf8.first != UInt8(ascii: " ") ? " " + piece : piece
-            let parts = regex.map { Self.split(spaced, on: $0, keepsMatches: true, keepsGaps: true) } ?? [spaced]
-            return parts.map { ByteLevel.encode($0) }
-        case .digits(let individual):
-            return Self.splitDigits(piece, individual: individual)
+    /// Each piece not starting with " " gets one, as Hugging Face's ByteLevel does.
+    private static func prefixingSpace(_ text: ScalarText, _ ranges: [Range<Int>],
+                                       categorized: Bool) -> (ScalarText, [Range<Int>]) {
+        var values: [UInt32] = []
+        values.reserveCapacity(text.values.count + ranges.count)
+        var spaced: [Range<Int>] = []
+        for range in ranges {
+            let start = values.count
+            if text.values[range.lowerBound] != 0x20 { values.append(0x20) }
+            values += text.values[range]
+            spaced.append(start..<values.count)
         }
+        return (ScalarText(values: values, categorized: categorized), spaced)
     }
 
-    private static func split(_ text: String, on regex: CompiledRegex,
-                              keepsMatches: Bool, keepsGaps: Bool) -> [String] {
-        let scalars = text.unicodeScalars
-        var pieces: [String] = []
-        var gapStart = text.startIndex
-        func keep(_ range: Range<String.Index>) {
-            if !range.isEmpty { pieces.append(String(Substring(scalars[range]))) }
+    /// Each piece's UTF-8 bytes, written as their printable scalars.
+    private static func byteLevel(_ text: ScalarText, _ ranges: [Range<Int>],
+                                  categorized: Bool) -> (ScalarText, [Range<Int>]) {
+        var values: [UInt32] = []
+        values.reserveCapacity(text.values.count * 2)
+        var mapped: [Range<Int>] = []
+        for range in ranges {
+            let start = values.count
+            for value in text.values[range] {
+                UTF8.encode(Unicode.Scalar(value)!) { values.append(ByteLevel.scalarOfByte[Int($0)].value) }
+            }
+            mapped.append(start..<values.count)
         }
-        for match in text.matches(of: regex.regex) {
-            if keepsGaps { keep(gapStart..<match.range.lowerBound) }
-            if keepsMatches { keep(match.range) }
-            gapStart = match.range.upperBound
-        }
-        if keepsGaps { keep(gapStart..<text.endIndex) }
-        return pieces
+        return (ScalarText(values: values, categorized: categorized), mapped)
     }
 
     /// Runs of numeric scalars (Rust's `char::is_numeric`), or each one alone.
-    private static func splitDigits(_ text: String, individual: Bool) -> [String] {
-        var pieces: [String] = []
-        var current = String.UnicodeScalarView()
-        var currentIsNumeric = false
-        for scalar in text.unicodeScalars {
-            let numeric = [.decimalNumber, .letterNumber, .otherNumber].contains(scalar.properties.generalCategory)
-            if !current.isEmpty && (numeric != currentIsNumeric || (numeric && individual)) {
-                pieces.append(String(current))
-                current = String.UnicodeScalarView()
+    private static func splitDigits(_ range: Range<Int>, in text: ScalarText, individual: Bool) -> [Range<Int>] {
+        var pieces: [Range<Int>] = []
+        var start = range.lowerBound
+        for position in range where position > range.lowerBound {
+            let numeric = GeneralCategory.isNumeric(text.categories[position])
+            let previousNumeric = GeneralCategory.isNumeric(text.categories[position - 1])
+            if numeric != previousNumeric || (numeric && individual) {
+                pieces.append(start..<position)
+                start = position
             }
-            current.append(scalar)
-            currentIsNumeric = numeric
         }
-        if !current.isEmpty { pieces.append(String(current)) }
+        if start < range.upperBound { pieces.append(start..<range.upperBound) }
         return pieces
     }
 }

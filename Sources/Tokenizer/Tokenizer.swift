@@ -52,8 +52,8 @@ public final class Tokenizer: Sendable {
         } catch {
             throw TokenizerError.malformedJSON(file: tokenizerFile, reason: Self.explain(error))
         }
-        if let normalizer = file.normalizer {
-            throw TokenizerError.unsupported(component: "normalizer \(normalizer.type)", file: tokenizerFile)
+        if let normalizer = file.normalizer, !normalizer.isIdentity {
+            throw TokenizerError.unsupported(component: "normalizer \(normalizer.firstNonIdentity)", file: tokenizerFile)
         }
         guard let decoder = file.decoder, decoder.type == "ByteLevel" else {
             throw TokenizerError.unsupported(component: "decoder \(file.decoder?.type ?? "null")", file: tokenizerFile)

@@ -20,7 +20,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
             "\(file) is not a valid tokenizer file: \(reason)"
         case .unsupported(let component, let file):
             "\(file) uses \(component), which this tokenizer does not implement; "
-                + "supported: BPE model, no normalizer, Sequence/Split/ByteLevel/Digits pre-tokenizers, ByteLevel decoder"
+                + "supported: BPE model, no normalizer (or an empty Sequence), Sequence/Split/ByteLevel/Digits pre-tokenizers, ByteLevel decoder"
         case .invalidRegex(let pattern, let file, let reason):
             "\(file) has a Split regex that does not compile (\(reason)): \(pattern)"
         case .missingSpecialToken(let role, let file):

@@ -3,8 +3,9 @@
 /// `TokenizerFile.Unsupported` error naming them.
 struct TokenizerFile: Codable {
     var addedTokens: [AddedToken]
-    /// Non-nil means a normalizer is configured, which is refused at load.
-    var normalizer: Component?
+    /// Refused at load unless it leaves text unchanged (DeepSeek's files have
+    /// an empty Sequence).
+    var normalizer: NormalizerSpec?
     var preTokenizer: PreTokenizerSpec?
     var decoder: Component?
     var model: BPEModelSpec
@@ -17,6 +18,23 @@ struct TokenizerFile: Codable {
     /// Any component, seen only through its "type".
     struct Component: Codable {
         var type: String
+    }
+
+    /// A normalizer, seen through its "type" and, for a Sequence, its steps.
+    struct NormalizerSpec: Codable {
+        var type: String
+        var normalizers: [NormalizerSpec]?
+
+        /// A Sequence whose steps (if any) are all identities.
+        var isIdentity: Bool {
+            type == "Sequence" && (normalizers ?? []).allSatisfy(\.isIdentity)
+        }
+
+        /// The first step that changes text, for the error message.
+        var firstNonIdentity: String {
+            guard type == "Sequence" else { return type }
+            return (normalizers ?? []).first { !$0.isIdentity }?.firstNonIdentity ?? type
+        }
     }
 
     /// The only decoder supported, written as DeepSeek-V3 writes it.
@@ -85,7 +103,7 @@ struct TokenizerFile: Codable {
     init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         addedTokens = try c.decodeIfPresent([AddedToken].self, forKey: .addedTokens) ?? []
-        normalizer = try c.decodeIfPresent(Component.self, forKey: .normalizer)
+        normalizer = try c.decodeIfPresent(NormalizerSpec.self, forKey: .normalizer)
         preTokenizer = try c.decodeIfPresent(PreTokenizerSpec.self, forKey: .preTokenizer)
         self.decoder = try c.decodeIfPresent(Component.self, forKey: .decoder)
         model = try c.decode(BPEModelSpec.self, forKey: .model)
