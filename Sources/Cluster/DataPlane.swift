@@ -63,8 +63,8 @@ public final class ExpertDataPlane {
     public let hidden: Int
     public let topK: Int
     var width: Int { hidden + 2 * topK }
-    private var sendBuffer: [Float] = []
-    private var receiveBuffer: [Float] = []
+    /// Owned buffers: a dispatch in flight reads `outgoing` until `combine` completes it.
+    private let outgoing = Scratch(), incoming = Scratch()
 
     public init(comm: Communicator, router: Int, hidden: Int, topK: Int) {
         self.comm = comm
@@ -86,26 +86,23 @@ public final class ExpertDataPlane {
         var counts = layout.rows.map { Int32($0) }
         try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
         let total = layout.rows.reduce(0, +) * width
-        if sendBuffer.count < total { sendBuffer = [Float](repeating: 0, count: total) }
-        sendBuffer.withUnsafeMutableBufferPointer { buf in
-            var row = buf.baseAddress!
-            for (rank, tokens) in layout.tokens.enumerated() where !tokens.isEmpty {
-                let held = experts(rank)
-                for t in tokens {
-                    row.update(from: x + t * hidden, count: hidden)
-                    for k in 0..<topK {
-                        let e = Int(routing.experts[t * topK + k])
-                        let here = held.contains(e)
-                        row[hidden + k] = here ? Float(e) : -1
-                        row[hidden + topK + k] = here ? routing.weights[t * topK + k] : 0
-                    }
-                    row += width
+        let send = outgoing.floats(total)
+        var row = send
+        for (rank, tokens) in layout.tokens.enumerated() where !tokens.isEmpty {
+            let held = experts(rank)
+            for t in tokens {
+                row.update(from: x + t * hidden, count: hidden)
+                for k in 0..<topK {
+                    let e = Int(routing.experts[t * topK + k])
+                    let here = held.contains(e)
+                    row[hidden + k] = here ? Float(e) : -1
+                    row[hidden + topK + k] = here ? routing.weights[t * topK + k] : 0
                 }
+                row += width
             }
         }
-        let request = try sendBuffer.withUnsafeBufferPointer { send in
-            try startSendOnly(UnsafeBufferPointer(rebasing: send[..<total]), counts: layout.rows.map { $0 * width })
-        }
+        let request = try comm.startAllToAllV(send: UnsafeBufferPointer(start: send, count: total), sendCounts: layout.rows.map { $0 * width },
+                                              recv: UnsafeMutableBufferPointer(start: nil, count: 0), recvCounts: none)
         return DispatchHandle(layout: layout, postSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
                               bytes: total * 4, request: request)
     }
@@ -116,22 +113,21 @@ public final class ExpertDataPlane {
         let rows = handle.layout.rows
         let counts = rows.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + Self.trailer }
         let total = counts.reduce(0, +)
-        if receiveBuffer.count < total { receiveBuffer = [Float](repeating: 0, count: total) }
-        try receiveBuffer.withUnsafeMutableBufferPointer { try receiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<total]), counts: counts) }
+        let received = incoming.floats(total)
+        try comm.allToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: none,
+                           recv: UnsafeMutableBufferPointer(start: received, count: total), recvCounts: counts)
         let wall = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         try handle.request.wait()
         var slowestWait = 0.0, slowest = 0.0
-        receiveBuffer.withUnsafeBufferPointer { buf in
-            var at = buf.baseAddress!
-            for (rank, tokens) in handle.layout.tokens.enumerated() where rank != router {
-                for t in tokens {
-                    VectorOps.add(at, to: out + t * hidden, count: hidden)
-                    at += hidden
-                }
-                slowestWait = max(slowestWait, Double(at[0]))
-                slowest = max(slowest, Double(at[1]))
-                at += Self.trailer
+        var at = received
+        for (rank, tokens) in handle.layout.tokens.enumerated() where rank != router {
+            for t in tokens {
+                VectorOps.add(at, to: out + t * hidden, count: hidden)
+                at += hidden
             }
+            slowestWait = max(slowestWait, Double(at[0]))
+            slowest = max(slowest, Double(at[1]))
+            at += Self.trailer
         }
         return CombineResult(dispatchSeconds: handle.postSeconds + slowestWait, combineSeconds: max(wall - slowest, 0),
                              expertSeconds: slowest, bytes: total * 4)
@@ -147,65 +143,36 @@ public final class ExpertDataPlane {
         try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
         let rows = Int(counts[comm.rank])
         let announced = DispatchTime.now().uptimeNanoseconds
-        if receiveBuffer.count < rows * width { receiveBuffer = [Float](repeating: 0, count: rows * width) }
-        var recvCounts = [Int](repeating: 0, count: comm.size)
-        recvCounts[router] = rows * width
-        try receiveBuffer.withUnsafeMutableBufferPointer {
-            try startReceiveOnly(UnsafeMutableBufferPointer(rebasing: $0[..<(rows * width)]), counts: recvCounts).wait()
-        }
+        let x = incoming.floats(rows * width)
+        // Dispatch is non-blocking on every rank: a non-blocking collective never matches a blocking one.
+        try comm.startAllToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: none,
+                                recv: UnsafeMutableBufferPointer(start: x, count: rows * width), recvCounts: fromRouter(rows * width)).wait()
         let start = DispatchTime.now().uptimeNanoseconds
         var byExpert: [Int: [RoutingAssignments.Pair]] = [:]
-        receiveBuffer.withUnsafeBufferPointer { buf in
-            for r in 0..<rows {
-                let row = buf.baseAddress! + r * width
-                for k in 0..<topK where row[hidden + k] >= 0 {
-                    byExpert[Int(row[hidden + k]), default: []].append(.init(token: r, weight: row[hidden + topK + k]))
-                }
+        for r in 0..<rows {
+            let row = x + r * width
+            for k in 0..<topK where row[hidden + k] >= 0 {
+                byExpert[Int(row[hidden + k]), default: []].append(.init(token: r, weight: row[hidden + topK + k]))
             }
         }
         let count = rows * hidden + Self.trailer
-        if sendBuffer.count < count { sendBuffer = [Float](repeating: 0, count: count) }
-        sendBuffer.withUnsafeMutableBufferPointer { out in
-            out.baseAddress!.update(repeating: 0, count: rows * hidden)
-            receiveBuffer.withUnsafeBufferPointer { x in
-                experts.accumulate(x.baseAddress!, ldx: width,
-                                   table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }),
-                                   into: out.baseAddress!)
-            }
-            out[rows * hidden] = Float(Double(start - announced) / 1e9)
-            out[rows * hidden + 1] = Float(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        var sendCounts = [Int](repeating: 0, count: comm.size)
-        sendCounts[router] = count
-        try sendBuffer.withUnsafeBufferPointer { try sendOnly(UnsafeBufferPointer(rebasing: $0[..<count]), counts: sendCounts) }
+        let out = outgoing.floats(count)
+        out.update(repeating: 0, count: rows * hidden)
+        experts.accumulate(x, ldx: width, table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }), into: out)
+        out[rows * hidden] = Float(Double(start - announced) / 1e9)
+        out[rows * hidden + 1] = Float(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        try comm.allToAllV(send: UnsafeBufferPointer(start: out, count: count), sendCounts: fromRouter(count),
+                           recv: UnsafeMutableBufferPointer(start: nil, count: 0), recvCounts: none)
         return rows
     }
 
-    /// An all-to-all in which this rank only sends (an expert combining).
-    private func sendOnly(_ send: UnsafeBufferPointer<Float>, counts: [Int]) throws {
-        try comm.allToAllV(send: send, sendCounts: counts, recv: UnsafeMutableBufferPointer(start: nil, count: 0),
-                           recvCounts: Array(repeating: 0, count: comm.size))
-    }
+    /// Zero counts for every rank: the side of an exchange this rank does not take part in.
+    private var none: [Int] { Array(repeating: 0, count: comm.size) }
 
-    /// Starts an all-to-all in which this rank only sends; `send` must outlive the request.
-    private func startSendOnly(_ send: UnsafeBufferPointer<Float>, counts: [Int]) throws -> AllToAllRequest {
-        try comm.startAllToAllV(send: send, sendCounts: counts, recv: UnsafeMutableBufferPointer(start: nil, count: 0),
-                                recvCounts: Array(repeating: 0, count: comm.size))
-    }
-
-    /// An all-to-all in which this rank only receives. Dispatch is non-blocking on every
-    /// rank (a non-blocking collective never matches a blocking one).
-    private func startReceiveOnly(_ recv: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws -> AllToAllRequest {
-        try comm.startAllToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: Array(repeating: 0, count: comm.size),
-                                recv: recv, recvCounts: counts)
-    }
-
-    /// An all-to-all in which this rank only receives.
-    private func receiveOnly(_ recv: UnsafeMutableBufferPointer<Float>, counts: [Int]) throws {
-        var nothing: Float = 0
-        try withUnsafePointer(to: &nothing) { p in
-            try comm.allToAllV(send: UnsafeBufferPointer(start: p, count: 0), sendCounts: Array(repeating: 0, count: comm.size),
-                               recv: recv, recvCounts: counts)
-        }
+    /// `n` elements between this rank and the router, none with anyone else.
+    private func fromRouter(_ n: Int) -> [Int] {
+        var counts = none
+        counts[router] = n
+        return counts
     }
 }

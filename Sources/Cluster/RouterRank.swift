@@ -28,6 +28,9 @@ public final class RouterRank: StepExecutor {
     public let profile: AllToAllProfile
     /// World rank of each expert-communicator rank.
     let expertCommRanks: [Int]
+    /// The expert-communicator rank holding each routed expert, and the experts each holds.
+    let ownerOfExpert: [Int]
+    let heldByCommRank: [Set<Int>]
     private var homes: [UInt64: Int] = [:]
     private var live: [Int: Int] = [:]
     private var routing = RoutingTable(topK: 1)
@@ -41,6 +44,8 @@ public final class RouterRank: StepExecutor {
         self.layout = layout
         self.expertCommRanks = expertCommRanks
         config = checkpoint.config
+        ownerOfExpert = (0..<config.nRoutedExperts).map { expertCommRanks.firstIndex(of: layout.expertRank(holding: $0))! }
+        heldByCommRank = expertCommRanks.map { Set(layout.experts(heldBy: $0)) }
         plane = ExpertDataPlane(comm: expertComm, router: expertCommRanks.firstIndex(of: layout.router)!,
                                 hidden: config.hiddenSize, topK: config.numExpertsPerTok)
         var gates: [Int: Gate] = [:]
@@ -115,12 +120,8 @@ public final class RouterRank: StepExecutor {
         }
         gates[l]!.route(x, tokens: total, into: &routing)
         if l == routingLayer { lastRouting = planOrder(rows: rows, plan: plan) }
-        let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { e in
-            self.expertCommRanks.firstIndex(of: self.layout.expertRank(holding: e))!
-        }
-        let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout) { r in
-            Set(self.layout.experts(heldBy: self.expertCommRanks[r]))
-        }
+        let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { self.ownerOfExpert[$0] }
+        let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout) { self.heldByCommRank[$0] }
         out.update(repeating: 0, count: total * d)
         let combine = try plane.combine(handle, into: out)
         var rowsPerRank: [Int: Int] = [:]
