@@ -1,15 +1,18 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Hot loops are SIMD code: -Ounchecked drops bounds and overflow checks the
-// kernels guarantee by construction, and a target CPU with FMA lets SIMD16
-// multiply-adds compile to vector FMAs (without it they become libm calls).
+// The compute modules' hot loops are SIMD code: -Ounchecked drops bounds and overflow
+// checks the kernels guarantee by construction, and a target CPU with FMA lets SIMD16
+// multiply-adds compile to vector FMAs (without it they become libm calls). Modules that
+// handle input from files, peers or users keep Swift's checks.
 #if arch(x86_64)
 let cpu = ["-target-cpu", "haswell"]
 #else
 let cpu: [String] = []
 #endif
 let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpu)]
+/// Vector code that validates its input (dtype conversions at load) keeps the checks.
+let vectorized: [SwiftSetting] = [.unsafeFlags(cpu)]
 
 let package = Package(
     name: "Conclave",
@@ -20,7 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // C bridges: the only places that touch C APIs.
+        // C bridges: module maps over the C libraries; Transport and ControlPlane wrap MPI and
+        // protobuf-c, Kernels wraps OpenBLAS and oneDNN, and nothing else imports C.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "COneDNN", providers: [.apt(["libdnnl-dev"])]),
@@ -33,20 +37,20 @@ let package = Package(
 
         // How a token travels: text → ids → embeddings → attention → routing → experts → logits → sampled id.
         .target(name: "Kernels", dependencies: ["COpenBLAS", "COneDNN"], swiftSettings: fast),
-        .target(name: "Checkpoint", dependencies: ["Kernels"], swiftSettings: fast),
+        .target(name: "Checkpoint", dependencies: ["Kernels"], swiftSettings: vectorized),
         .target(name: "Tokenizer"),
         .target(name: "Attention", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
         .target(name: "Routing", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
         .target(name: "Experts", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
         .target(name: "Model", dependencies: ["Kernels", "Checkpoint", "Attention", "Routing", "Experts"], swiftSettings: fast),
         .target(name: "Sampling", swiftSettings: fast),
-        .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Tokenizer"], swiftSettings: fast),
-        .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"], swiftSettings: fast),
-        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer"], swiftSettings: fast),
+        .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Tokenizer"]),
+        .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
+        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer"]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], swiftSettings: fast),
+        ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Kernels"]),

@@ -46,9 +46,6 @@ public final class LatentCache: @unchecked Sendable {
         length += count
     }
 
-    /// Forgets everything after the first `positions` (reuse for a new request).
-    public func truncate(to positions: Int) { length = min(length, positions) }
-
     public var byteCount: Int { layers * capacity * width * 4 }
 }
 

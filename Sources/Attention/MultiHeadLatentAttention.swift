@@ -1,4 +1,3 @@
-import COpenBLAS
 import Checkpoint
 import Kernels
 
@@ -113,6 +112,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     }
 
     /// Expands the slice's whole visible cache into per-head keys and values, then attends.
+    /// Each thread scores one head at a time in its own `[tokens × visible]` tile.
     private func naive(_ q: UnsafeMutablePointer<Float>, slice s: AttentionBatch.Slice, context: UnsafeMutablePointer<Float>) {
         let width = latentDim + ropeDim
         let visible = s.startPosition + s.count
@@ -123,32 +123,31 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         let n = s.count
         let qRows = q + s.first * heads * qkDim
         let out = context + s.first * heads * valueDim
-        let (kvp, cachep, qp, outp) = (kv, cache, qRows, out)
-        let sp = scores.floats(heads * n * visible)
-        ComputePool.shared.parallelFor(heads) { hs in
+        let pool = ComputePool.shared
+        let tiles = scores.floats(pool.threads * n * visible)
+        pool.parallelChunks(heads) { part, hs in
+            let sc = tiles + part * n * visible
             for h in hs {
-                let sc = sp + h * n * visible
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(visible), Int32(self.nopeDim),
-                            self.softmaxScale, qp + h * self.qkDim, Int32(self.heads * self.qkDim),
-                            kvp + h * (self.nopeDim + self.valueDim), Int32(kvWidth), 0, sc, Int32(visible))
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(visible), Int32(self.ropeDim),
-                            self.softmaxScale, qp + h * self.qkDim + self.nopeDim, Int32(self.heads * self.qkDim),
-                            cachep + self.latentDim, Int32(width), 1, sc, Int32(visible))
+                let k = kv + h * (nopeDim + valueDim)
+                Dense.multiplyTransposed(m: n, n: visible, k: nopeDim, alpha: softmaxScale, a: qRows + h * qkDim, lda: heads * qkDim,
+                                         b: k, ldb: kvWidth, c: sc, ldc: visible)
+                Dense.multiplyTransposed(m: n, n: visible, k: ropeDim, alpha: softmaxScale, a: qRows + h * qkDim + nopeDim, lda: heads * qkDim,
+                                         b: cache + latentDim, ldb: width, beta: 1, c: sc, ldc: visible)
                 for i in 0..<n {
                     let row = sc + i * visible
                     let seen = s.startPosition + i + 1
                     VectorOps.softmax(row, count: seen)
                     (row + seen).update(repeating: 0, count: visible - seen)
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(self.valueDim), Int32(visible),
-                            1, sc, Int32(visible), kvp + h * (self.nopeDim + self.valueDim) + self.nopeDim, Int32(kvWidth),
-                            0, outp + h * self.valueDim, Int32(self.heads * self.valueDim))
+                Dense.multiply(m: n, n: valueDim, k: visible, a: sc, lda: visible, b: k + nopeDim, ldb: kvWidth,
+                               c: out + h * valueDim, ldc: heads * valueDim)
             }
         }
     }
 
     /// Folds `kv_b_proj`'s key half into each query and its value half into the output,
-    /// attending directly over the latent cache.
+    /// attending directly over the latent cache. Each thread takes a block of heads and
+    /// reads the cache once for all of them.
     private func absorbed(_ q: UnsafeMutablePointer<Float>, slice s: AttentionBatch.Slice, context: UnsafeMutablePointer<Float>) {
         let width = latentDim + ropeDim
         let cache = s.cache.layer(layer)
@@ -160,20 +159,21 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             let qRow = q + (s.first + i) * heads * qkDim
             let out = context + (s.first + i) * heads * valueDim
             let sc = scores.floats(heads * visible)
-            let (qp, fp, op, lp, cp, scp) = (qRow, folded, out, latentOut, cache, sc)
             ComputePool.shared.parallelFor(heads) { hs in
                 for h in hs {
-                    let fq = fp + h * width
-                    Linear.applyTransposed(self.kvBProj.rows(h * block ..< h * block + self.nopeDim), qp + h * self.qkDim, fq)
-                    (fq + self.latentDim).update(from: qp + h * self.qkDim + self.nopeDim, count: self.ropeDim)
-                    let sh = scp + h * visible
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(visible), Int32(width), self.softmaxScale,
-                                cp, Int32(width), fq, 1, 0, sh, 1)
-                    VectorOps.softmax(sh, count: visible)
-                    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(visible), Int32(self.latentDim), 1,
-                                cp, Int32(width), sh, 1, 0, lp + h * self.latentDim, 1)
-                    Linear.apply(self.kvBProj.rows(h * block + self.nopeDim ..< (h + 1) * block),
-                                 lp + h * self.latentDim, op + h * self.valueDim, tokens: 1, pool: nil)
+                    let fq = folded + h * width
+                    Linear.applyTransposed(kvBProj.rows(h * block ..< h * block + nopeDim), qRow + h * qkDim, fq)
+                    (fq + latentDim).update(from: qRow + h * qkDim + nopeDim, count: ropeDim)
+                }
+                let first = hs.lowerBound
+                Dense.multiplyTransposed(m: hs.count, n: visible, k: width, alpha: softmaxScale, a: folded + first * width, lda: width,
+                                         b: cache, ldb: width, c: sc + first * visible, ldc: visible)
+                for h in hs { VectorOps.softmax(sc + h * visible, count: visible) }
+                Dense.multiply(m: hs.count, n: latentDim, k: visible, a: sc + first * visible, lda: visible, b: cache, ldb: width,
+                               c: latentOut + first * latentDim, ldc: latentDim)
+                for h in hs {
+                    Linear.apply(kvBProj.rows(h * block + nopeDim ..< (h + 1) * block),
+                                 latentOut + h * latentDim, out + h * valueDim, tokens: 1, pool: nil)
                 }
             }
         }

@@ -35,16 +35,16 @@ public final class AllToAllProfile {
     /// One step of one MoE layer: `combine` is already net of the expert FFN time.
     func record(layer: Int, dispatch: Double, combine: Double, expert: Double, dispatchBytes: Int, combineBytes: Int,
                 tokens: Int, experts: [Int32], rowsPerRank: [Int: Int]) {
-        var l = layers[layer] ?? Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts))
-        l.dispatchSeconds.append(dispatch)
-        l.combineSeconds.append(combine)
-        l.expertSeconds.append(expert)
-        l.dispatchBytes.append(dispatchBytes)
-        l.combineBytes.append(combineBytes)
-        l.tokens.append(tokens)
-        for e in experts { l.tokensPerExpert[Int(e)] += 1 }
-        for (r, n) in rowsPerRank { l.rowsPerRank[r, default: 0] += n }
-        layers[layer] = l
+        // Mutated in place: copying the sample arrays out and back would make each step cost O(steps).
+        if layers[layer] == nil { layers[layer] = Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts)) }
+        layers[layer]!.dispatchSeconds.append(dispatch)
+        layers[layer]!.combineSeconds.append(combine)
+        layers[layer]!.expertSeconds.append(expert)
+        layers[layer]!.dispatchBytes.append(dispatchBytes)
+        layers[layer]!.combineBytes.append(combineBytes)
+        layers[layer]!.tokens.append(tokens)
+        for e in experts { layers[layer]!.tokensPerExpert[Int(e)] += 1 }
+        for (r, n) in rowsPerRank { layers[layer]!.rowsPerRank[r, default: 0] += n }
     }
 
     func addBytes(from: Int, to: Int, _ n: Int) { bytes[from][to] += n }

@@ -58,18 +58,25 @@ public enum ClusterLauncher {
     public static func start(_ options: ClusterOptions, world: Communicator) throws -> ClusterSession? {
         // Layouts keep the router at rank 0: it owns the requests and prints the results.
         let router = 0
-        let config: ModelConfig
-        let layout: ClusterLayout
-        do {
-            config = try ModelConfig(contentsOf: options.model.appendingPathComponent(Checkpoint.configFile))
-            layout = if let file = options.layoutFile {
+        let verdict = Result { () throws -> (ModelConfig, ClusterLayout) in
+            let config = try ModelConfig(contentsOf: options.model.appendingPathComponent(Checkpoint.configFile))
+            let layout = if let file = options.layoutFile {
                 try ClusterLayout.load(file, worldSize: world.size, routedExperts: config.nRoutedExperts)
             } else {
                 try ClusterLayout.derived(worldSize: world.size, routedExperts: config.nRoutedExperts, attentionRanks: options.attentionRanks)
             }
-        } catch {
-            // Every rank reached the same verdict from the same files: rank 0 speaks for all.
-            throw ClusterStartError(message: "\(error)", printedBy: world.rank == 0)
+            return (config, layout)
+        }
+        // Ranks usually agree (same files); when one cannot read its copy, all must still stop together.
+        let verdicts = try world.gather(bytes: Array((verdict.failure.map { "\($0)" } ?? "").utf8), root: router)
+        var failed: [Int32] = [verdicts.contains { !$0.isEmpty } ? 1 : 0]
+        try failed.withUnsafeMutableBufferPointer { try world.broadcast($0, root: router) }
+        guard failed[0] == 0, case .success(let (config, layout)) = verdict else {
+            let messages = Dictionary(grouping: verdicts.enumerated().filter { !$0.element.isEmpty }) { String(decoding: $0.element, as: UTF8.self) }
+            let report = messages.sorted { $0.value[0].offset < $1.value[0].offset }.map { message, ranks in
+                ranks.count == world.size ? message : "rank \(ranks.map { String($0.offset) }.joined(separator: ", ")): \(message)"
+            }
+            throw ClusterStartError(message: report.joined(separator: "\n"), printedBy: world.rank == router)
         }
         let role = layout.role(of: world.rank)
         let expertComm = try world.split(color: role == .attention ? nil : 1, key: world.rank)
@@ -152,7 +159,7 @@ public enum ClusterLauncher {
     }
 }
 
-/// A start-up failure every rank knows of; only `printedBy` ranks print it, all exit non-zero.
+/// A start-up failure every rank knows of; rank 0 prints it, all ranks exit non-zero.
 public struct ClusterStartError: Error, CustomStringConvertible {
     public let message: String
     public let printedBy: Bool
@@ -166,5 +173,11 @@ extension RankRole {
         case .attention: self = .attention
         case .expert: self = .expert
         }
+    }
+}
+
+private extension Result {
+    var failure: Failure? {
+        if case .failure(let e) = self { e } else { nil }
     }
 }

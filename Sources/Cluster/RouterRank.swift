@@ -56,13 +56,14 @@ public final class RouterRank: StepExecutor {
     }
 
     public var vocabSize: Int { config.vocabSize }
+    public var contextLength: Int { config.maxPositionEmbeddings }
 
     public func execute(_ plan: Engine.StepPlan) throws -> StepOutput {
         for s in plan.finished {
             if let home = homes.removeValue(forKey: s) { live[home, default: 0] -= 1 }
         }
         let wire = WirePlan(step: plan.step, work: plan.work.map { w in
-            SequenceWork(sequenceId: w.sequence, attentionRank: home(of: w), phase: w.joining != nil ? .prefill : .decode,
+            SequenceWork(sequenceId: w.sequence, attentionRank: home(of: w), phase: w.joining != nil || w.tokens.count > 1 ? .prefill : .decode,
                          tokens: w.tokens, startPosition: w.startPosition, sample: w.samples,
                          sampling: w.joining.map { SamplingOptions(temperature: $0.temperature, topK: $0.topK, topP: $0.topP, seed: $0.seed) },
                          returnLogits: w.returnsLogits, capacity: w.capacity)

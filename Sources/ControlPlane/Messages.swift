@@ -1,6 +1,6 @@
 /// What a rank does in the cluster.
 public enum RankRole: String, Sendable, Hashable, CaseIterable, Codable {
-    /// Takes requests, plans steps, owns the LM head and sampling.
+    /// Takes requests, plans steps, runs the gates and the expert all-to-all.
     case router
     /// Embeddings, attention, the latent caches, dense layers.
     case attention
@@ -8,7 +8,7 @@ public enum RankRole: String, Sendable, Hashable, CaseIterable, Codable {
     case expert
 }
 
-/// Sent once by every rank at start-up so the router can build the `Topology`.
+/// Sent once by every rank at start-up (gathered on rank 0 for the start-up table).
 public struct Hello: Sendable, Hashable {
     public var rank: Int
     public var host: String

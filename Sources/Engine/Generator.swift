@@ -34,11 +34,13 @@ public struct GenerationResult: Sendable {
 public enum GenerationError: Error, CustomStringConvertible {
     case emptyPrompt(request: Int)
     case tokenOutOfRange(token: Int, vocabSize: Int)
+    case promptTooLong(request: Int, tokens: Int, contextLength: Int)
 
     public var description: String {
         switch self {
         case .emptyPrompt(let r): "request \(r) has an empty prompt"
         case .tokenOutOfRange(let t, let v): "token id \(t) is outside the vocabulary (0..<\(v))"
+        case .promptTooLong(let r, let n, let c): "request \(r) has a \(n)-token prompt; the model's context is \(c) positions"
         }
     }
 }
@@ -65,8 +67,16 @@ public final class Generator {
             if let bad = r.prompt.first(where: { $0 < 0 || $0 >= executor.vocabSize }) {
                 throw GenerationError.tokenOutOfRange(token: bad, vocabSize: executor.vocabSize)
             }
+            guard r.prompt.count < executor.contextLength else {
+                throw GenerationError.promptTooLong(request: i, tokens: r.prompt.count, contextLength: executor.contextLength)
+            }
         }
-        var live = try requests.enumerated().map { i, r in try LiveSequence(index: i, request: r, tokenizer: tokenizer) }
+        // A sequence stops for length when the model's context is full.
+        var live = try requests.enumerated().map { i, r in
+            var fitted = r
+            fitted.maxTokens = min(r.maxTokens, executor.contextLength - r.prompt.count)
+            return try LiveSequence(index: i, request: fitted, tokenizer: tokenizer)
+        }
         var results = [GenerationResult](repeating: GenerationResult(), count: requests.count)
         live.removeAll { s in
             guard s.request.maxTokens <= 0 else { return false }

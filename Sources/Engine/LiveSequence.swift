@@ -38,7 +38,14 @@ final class LiveSequence {
         }
         result.tokens.append(token)
         if result.tokens.count >= request.maxTokens { isFinished = true }
-        guard let piece = try decoder?.append(token) else { return nil }
+        guard decoder != nil else { return nil }
+        let piece: String
+        do {
+            piece = try decoder!.append(token)
+        } catch TokenizerError.unknownTokenId {
+            // Checkpoints pad the embedding table past the tokenizer; those ids read as nothing.
+            piece = ""
+        }
         pending += piece
         for stop in request.stopStrings where !stop.isEmpty {
             if let range = pending.range(of: stop) {

@@ -6,12 +6,16 @@ public enum ExecutionError: Error, CustomStringConvertible {
     case unknownSequence(UInt64, step: UInt64)
     case positionMismatch(sequence: UInt64, expected: Int, planned: Int)
     case tokenOutOfRange(token: Int, vocabSize: Int)
+    case contextExceeded(sequence: UInt64, positions: Int, contextLength: Int)
+    case emptyWork(sequence: UInt64, step: UInt64)
 
     public var description: String {
         switch self {
         case .unknownSequence(let s, let step): "step \(step) continues sequence \(s), which never joined"
         case .positionMismatch(let s, let e, let p): "sequence \(s) is at position \(e) but the plan starts it at \(p)"
         case .tokenOutOfRange(let t, let v): "token id \(t) is outside the vocabulary (0..<\(v))"
+        case .contextExceeded(let s, let p, let c): "sequence \(s) would reach \(p) positions; the model's context is \(c) (max_position_embeddings)"
+        case .emptyWork(let s, let step): "step \(step) gives sequence \(s) no tokens"
         }
     }
 }
@@ -31,7 +35,7 @@ public final class ModelRunner: StepExecutor {
     }
 
     public var vocabSize: Int { model.config.vocabSize }
-    public var liveSequences: Int { sequences.count }
+    public var contextLength: Int { model.config.maxPositionEmbeddings }
 
     public func execute(_ plan: StepPlan) throws -> StepOutput {
         for s in plan.finished { sequences[s] = nil }
@@ -39,8 +43,14 @@ public final class ModelRunner: StepExecutor {
         var slices: [AttentionBatch.Slice] = []
         var rows: [Int] = []
         for w in plan.work {
+            guard !w.tokens.isEmpty else { throw ExecutionError.emptyWork(sequence: w.sequence, step: plan.step) }
+            guard w.startPosition + w.tokens.count <= contextLength else {
+                throw ExecutionError.contextExceeded(sequence: w.sequence, positions: w.startPosition + w.tokens.count, contextLength: contextLength)
+            }
             if let sampling = w.joining {
-                sequences[w.sequence] = (model.makeCache(capacity: max(w.capacity, w.tokens.count)), try Sampler(sampling))
+                // The cache grows on demand; the plan's capacity only sizes its first allocation.
+                let capacity = min(max(w.capacity, w.tokens.count), contextLength)
+                sequences[w.sequence] = (model.makeCache(capacity: capacity), try Sampler(sampling))
             }
             guard let seq = sequences[w.sequence] else { throw ExecutionError.unknownSequence(w.sequence, step: plan.step) }
             guard seq.cache.length == w.startPosition else {

@@ -7,7 +7,7 @@ public struct StepPlan: Sendable, Equatable {
     public struct Work: Sendable, Equatable {
         public var sequence: UInt64
         public var tokens: [Int]
-        /// Position of `tokens[0]` in the sequence; 0 means the sequence joins this step.
+        /// Position of `tokens[0]` in the sequence.
         public var startPosition: Int
         /// Sample a next token after this work (false for a prompt chunk that is not the last).
         public var samples: Bool
@@ -61,5 +61,7 @@ public struct StepOutput: Sendable {
 /// Executes step plans: in this process (`ModelRunner`) or across a cluster's ranks.
 public protocol StepExecutor: AnyObject {
     var vocabSize: Int { get }
+    /// Positions a sequence may reach (`max_position_embeddings`).
+    var contextLength: Int { get }
     func execute(_ plan: StepPlan) throws -> StepOutput
 }

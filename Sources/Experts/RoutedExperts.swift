@@ -45,8 +45,9 @@ public final class RoutedExperts: @unchecked Sendable {
             work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: pairs.count, out: output + row * hidden))
             row += pairs.count
         }
-        // Few tokens per expert is decode: memory-bound, best as two regions over all FFNs.
-        // Many is prefill: each expert's block is a real matrix product of its own.
+        // Few tokens per expert (decode): all FFNs together, so their single-token products
+        // share two parallel regions (`Linear.applyMany`; larger ones go to oneDNN one by one).
+        // Many (prefill): expert by expert, keeping the intermediate activations one expert's size.
         if active.allSatisfy({ $0.pairs.count <= Self.fusedTokenLimit }) {
             FeedForward.runAll(work + alongside, scratch: intermediate)
         } else {

@@ -25,8 +25,4 @@ public enum BF16 {
         }
         while i < count { dst[i] = toFloat(src[i]); i += 1 }
     }
-
-    public static func narrow(_ src: UnsafePointer<Float>, to dst: UnsafeMutablePointer<UInt16>, count: Int) {
-        for i in 0..<count { dst[i] = fromFloat(src[i]) }
-    }
 }

@@ -8,13 +8,16 @@ import Synchronization
 /// waking threads through the kernel each time would cost more than the work: workers
 /// spin briefly on a generation counter and only then park on a semaphore.
 public final class ComputePool: @unchecked Sendable {
-    /// Threads used by every kernel in this process (caller included). Set from
-    /// `CONCLAVE_THREADS`, else the number of cores.
+    /// Threads used by every kernel in this process (caller included).
     public static let shared = ComputePool(threads: ComputePool.defaultThreads)
 
+    /// `CONCLAVE_THREADS`, else the cores shared among the MPI ranks on this node (all
+    /// of them without mpirun), so ranks that share a node do not fight over cores.
     public static var defaultThreads: Int {
-        if let s = ProcessInfo.processInfo.environment["CONCLAVE_THREADS"], let n = Int(s), n > 0 { return n }
-        return ProcessInfo.processInfo.activeProcessorCount
+        let environment = ProcessInfo.processInfo.environment
+        if let s = environment["CONCLAVE_THREADS"], let n = Int(s), n > 0 { return n }
+        let ranksHere = environment["OMPI_COMM_WORLD_LOCAL_SIZE"].flatMap(Int.init) ?? 1
+        return max(1, ProcessInfo.processInfo.activeProcessorCount / max(ranksHere, 1))
     }
 
     public let threads: Int
@@ -56,14 +59,19 @@ public final class ComputePool: @unchecked Sendable {
 
     /// Splits `0..<count` into one contiguous chunk per thread (aligned to `grain`) and runs them in parallel.
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
+        parallelChunks(count, grain: grain) { _, range in body(range) }
+    }
+
+    /// `parallelFor` that also passes each chunk's index (below `threads`), for per-chunk scratch space.
+    public func parallelChunks(_ count: Int, grain: Int = 1, _ body: (Int, Range<Int>) -> Void) {
         let units = (count + grain - 1) / grain
         let parts = min(threads, units)
-        if parts <= 1 { if count > 0 { body(0..<count) }; return }
+        if parts <= 1 { if count > 0 { body(0, 0..<count) }; return }
         run { part in
             guard part < parts else { return }
             let lo = units * part / parts * grain
             let hi = min(count, units * (part + 1) / parts * grain)
-            if lo < hi { body(lo..<hi) }
+            if lo < hi { body(part, lo..<hi) }
         }
     }
 

@@ -8,9 +8,11 @@ import COpenBLAS
 /// wins (`BF16Matmul`, measured in docs/PERFORMANCE.md).
 public enum Linear {
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`; row `t` of `x` starts at `t · ldx`
-    /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`).
+    /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`). `exact` keeps
+    /// activations in f32 where oneDNN would round them to bf16: for small products whose
+    /// result is a discrete choice (the MoE gate), so choices never depend on batch size.
     public static func apply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                             tokens: Int, ldx: Int? = nil, ldy: Int? = nil, pool: ComputePool? = .shared) {
+                             tokens: Int, ldx: Int? = nil, ldy: Int? = nil, pool: ComputePool? = .shared, exact: Bool = false) {
         let ldx = ldx ?? w.cols, ldy = ldy ?? w.rows, cols = w.cols
         guard tokens > 0, w.rows > 0 else { return }
         let (xp, yp) = (x, y)
@@ -24,7 +26,7 @@ public enum Linear {
                             1, xp, Int32(ldx), wp + rows.lowerBound * cols, Int32(cols), 0, yp + rows.lowerBound, Int32(ldy))
             }
         case .bf16(let p):
-            if tokens >= BF16Matmul.minimumTokens, BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
+            if !exact, tokens >= BF16Matmul.minimumTokens, BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
             withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * cols) { buffer in
                 let paired = buffer.baseAddress!
                 for t in 0..<tokens { BF16Pairs.reorder(x + t * ldx, cols: cols, into: paired + t * cols) }
@@ -181,11 +183,13 @@ extension Linear {
     /// synchronisation per matrix and keeps both cores streaming.
     /// Products of several tokens are matrix products of their own and run one by one.
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool = .shared) {
-        let fused = jobs.filter { j in
-            if case .bf16 = j.weight.storage { j.tokens < BF16Matmul.minimumTokens } else { false }
-        }
-        for j in jobs where !fused.contains(where: { $0.y == j.y }) {
-            apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool)
+        var fused: [LinearJob] = []
+        for j in jobs {
+            if case .bf16 = j.weight.storage, j.tokens < BF16Matmul.minimumTokens {
+                fused.append(j)
+            } else {
+                apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool)
+            }
         }
         guard !fused.isEmpty else { return }
         let jobs = fused

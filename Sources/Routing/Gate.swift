@@ -59,7 +59,8 @@ public final class Gate: @unchecked Sendable {
         scoring = c.scoringFunc
         method = c.topkMethod
         scalingFactor = Float(c.routedScalingFactor)
-        normalize = c.normTopkProb && topK > 1
+        // DeepSeek-V2's code skips normalising a single expert; V3's always normalises.
+        normalize = c.normTopkProb && (topK > 1 || c.architecture == .deepseekV3)
         scaleAfterNormalizing = c.architecture == .deepseekV3
         weight = try checkpoint.matrix(p + "weight", rows: experts, cols: c.hiddenSize)
         correctionBias = method == .noauxTC ? try checkpoint.vector(p + "e_score_correction_bias", count: experts) : nil
@@ -75,7 +76,7 @@ public final class Gate: @unchecked Sendable {
     /// Routes `tokens` rows of `x` (`[tokens × hidden]`, post-attention-normalised).
     public func route(_ x: UnsafePointer<Float>, tokens: Int, into table: inout RoutingTable) {
         let l = logits.floats(tokens * experts)
-        Linear.apply(weight, x, l, tokens: tokens)
+        Linear.apply(weight, x, l, tokens: tokens, exact: true)
         table.reset(tokens: tokens)
         for t in 0..<tokens {
             let row = l + t * experts

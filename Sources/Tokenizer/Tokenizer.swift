@@ -73,7 +73,12 @@ public final class Tokenizer: Sendable {
         }
 
         let addedIds = Dictionary(file.addedTokens.map { ($0.content, $0.id) }, uniquingKeysWith: { _, last in last })
-        let largestId = max(model.vocab.values.max() ?? -1, file.addedTokens.map(\.id).max() ?? -1)
+        let ids = Array(model.vocab.values) + file.addedTokens.map(\.id)
+        let largestId = ids.max() ?? -1
+        // Ids index a table: a negative or absurd id is a broken file, not a reason to crash or exhaust memory.
+        if let bad = ids.first(where: { $0 < 0 || $0 > 16 * max(ids.count, 1) }) {
+            throw TokenizerError.malformedJSON(file: tokenizerFile, reason: "token id \(bad) is out of range for \(ids.count) tokens")
+        }
         var tokens = [String?](repeating: nil, count: largestId + 1)
         for (token, id) in model.vocab { tokens[id] = token }
         for token in file.addedTokens { tokens[token.id] = token.content }

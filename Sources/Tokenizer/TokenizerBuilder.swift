@@ -43,9 +43,8 @@ public enum TokenizerBuilder {
 
     /// tokenizer_config.json naming bos/eos, with DeepSeek-V3's chat template
     /// reduced to the turns `ChatTemplate.deepseek` renders.
-    public static func tokenizerConfigJSON(modelMaxLength: Int = 16384) -> Data {
-        // Cannot fail: the values are only strings, bools and ints.
-        try! encoder.encode([
+    public static func tokenizerConfigJSON(modelMaxLength: Int = 16384) throws -> Data {
+        try encoder.encode([
             "add_bos_token": .bool(true),
             "add_eos_token": .bool(false),
             "bos_token": .string(specialTokens[0]),

@@ -23,6 +23,15 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("batches"), help: "Decode batch sizes, comma-separated.")
     var batches = "1,8"
 
+    func validate() throws {
+        let sizes = try parseIds(batches, option: "--batches")
+        guard sizes.allSatisfy({ $0 > 0 }) else { throw ValidationError("--batches takes positive sizes") }
+        guard promptTokens >= max(16, sizes.max() ?? 1) else {
+            throw ValidationError("--prompt-tokens must be at least 16 and at least the largest batch (decode runs start from its first tokens)")
+        }
+        guard decodeSteps >= 1, repetitions >= 1 else { throw ValidationError("--decode-steps and --repetitions must be at least 1") }
+    }
+
     func run() throws {
         let checkpoint = try Checkpoint(directory: model.url)
         let deepseek = try DeepseekModel(checkpoint: checkpoint)
@@ -41,7 +50,7 @@ struct Bench: ParsableCommand {
             return Double(promptTokens) / seconds
         }.dropFirst().map { $0 }))
 
-        for b in try parseIds(batches, option: "--batches") where b > 0 {
+        for b in try parseIds(batches, option: "--batches") {
             rows.append(("tg\(decodeSteps) b\(b)", try (0...repetitions).map { _ in
                 let caches = (0..<b).map { _ in deepseek.makeCache(capacity: 16 + decodeSteps) }
                 for cache in caches {

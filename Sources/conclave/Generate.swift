@@ -45,7 +45,9 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try Executor.run(model: model.url, cluster: cluster) { executor in
-            let tokenizer = try Tokenizer(directory: model.url)
+            // Token-id prompts run without a tokenizer (some checkpoints ship none).
+            let tokenizer = tokens != nil && !FileManager.default.fileExists(atPath: model.url.appendingPathComponent("tokenizer.json").path)
+                ? nil : try Tokenizer(directory: model.url)
             let config = try ModelConfig(contentsOf: model.url.appendingPathComponent(Checkpoint.configFile))
             let stopIds = ignoreEOS ? [] : Set(config.eosTokenIds)
             let requests = try promptIds(tokenizer: tokenizer).map {
@@ -71,8 +73,9 @@ struct Generate: ParsableCommand {
         }
     }
 
-    private func promptIds(tokenizer: Tokenizer) throws -> [[Int]] {
+    private func promptIds(tokenizer: Tokenizer?) throws -> [[Int]] {
         if let tokens { return [try parseIds(tokens, option: "--tokens")] }
+        guard let tokenizer else { throw ValidationError("text prompts need the model's tokenizer.json") }
         let texts: [String]
         if let promptsFile {
             texts = try String(contentsOfFile: promptsFile, encoding: .utf8).split(separator: "\n").map(String.init)

@@ -4,6 +4,7 @@ import Engine
 import Checkpoint
 import Foundation
 import Model
+import Transport
 
 struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,6 +57,12 @@ struct Logits: ParsableCommand {
         switch executor {
         case .local(let runner): runner.model.attentionAlgorithm = attention.algorithm
         case .cluster(let session): session.router.routingLayer = routingLayer
+        }
+    }
+
+    func validate() throws {
+        if attention != .auto && MPIRuntime.isRunningUnderMPI {
+            throw ValidationError("--attention applies to one process; under mpirun the attention ranks choose per slice")
         }
     }
 }

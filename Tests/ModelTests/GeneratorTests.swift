@@ -10,6 +10,7 @@ import Tokenizer
     /// Answers every step with the next id of its script, one script per sequence.
     final class ScriptedExecutor: StepExecutor {
         let vocabSize = 2000
+        let contextLength = 64
         var scripts: [UInt64: [Int]]
         var plans: [StepPlan] = []
         init(_ scripts: [[Int]]) { self.scripts = Dictionary(uniqueKeysWithValues: scripts.enumerated().map { (UInt64($0), $1) }) }
@@ -54,6 +55,15 @@ import Tokenizer
         let second = executor.plans[1]
         #expect(second.work.map(\.tokens) == [[7]] && second.work[0].startPosition == 3 && second.finished == [1])
         #expect(executor.plans.last!.work.isEmpty && executor.plans.last!.finished == [0])
+    }
+
+    @Test func stopsForLengthWhenTheContextIsFull() throws {
+        let executor = ScriptedExecutor([Array(repeating: 42, count: 100)])
+        let result = try Generator(executor: executor, tokenizer: nil).run([GenerationRequest(prompt: Array(repeating: 3, count: 60), maxTokens: 50, sampling: .greedy)])
+        #expect(result[0].tokens.count == 4 && result[0].finishReason == .length)
+        #expect(throws: GenerationError.self) {
+            try Generator(executor: executor, tokenizer: nil).run([GenerationRequest(prompt: Array(repeating: 3, count: 64), maxTokens: 1, sampling: .greedy)])
+        }
     }
 
     @Test func rejectsEmptyPromptsAndOutOfRangeTokens() {

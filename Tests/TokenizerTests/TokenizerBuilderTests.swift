@@ -14,7 +14,7 @@ import Testing
     func buildsExactVocabularyThatRoundTrips(vocabSize: Int) throws {
         let tokenizer = try Tokenizer(
             tokenizerJSON: TokenizerBuilder.deepseekStyle(vocabSize: vocabSize),
-            configJSON: TokenizerBuilder.tokenizerConfigJSON())
+            configJSON: try TokenizerBuilder.tokenizerConfigJSON())
         #expect(tokenizer.vocabSize == vocabSize)
         #expect(tokenizer.bosId == 0)
         #expect(tokenizer.eosId == 1)
