@@ -299,8 +299,8 @@ import Glibc
     @Test(.timeLimit(.minutes(1)))
     func killedExpertRankEndsTheJob() throws {
         // --json: nothing reaches stdout before the generation ends.
-        let job = try Conclave.startMPI(ranks: 4, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path,
-                                                   "--tokens", "0,5,6", "--max-tokens", "4000", "--ignore-eos", "--json"])
+        let job = try Conclave.startMPI(ranks: 4, ["generate", "--model", Conclave.longContextFixture("v3-sigmoid-grouped").path,
+                                                   "--tokens", "0,5,6", "--max-tokens", "100000", "--ignore-eos", "--json"])
         // Running: the start-up table (printed once every rank has loaded) is on stderr.
         guard job.wait(upTo: 30, until: { job.stderrText.contains("role") }) else {
             Issue.record("the cluster did not start within 30 s\n\(job.finish(timeout: 0).report)")
@@ -332,7 +332,7 @@ import Glibc
     /// the timeout kills mpirun and all of them.
     @Test(.timeLimit(.minutes(1)))
     func hardTimeoutKillsEveryRank() throws {
-        let job = try Conclave.startMPI(ranks: 3, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path,
+        let job = try Conclave.startMPI(ranks: 3, ["generate", "--model", Conclave.longContextFixture("v3-sigmoid-grouped").path,
                                                    "--tokens", "0,5,6", "--max-tokens", "100000", "--ignore-eos", "--json"])
         let ranks = job.wait(upTo: 30, until: { (0..<3).allSatisfy { job.rankProcess($0) != nil } })
         try #require(ranks, "mpirun did not start 3 ranks within 30 s")

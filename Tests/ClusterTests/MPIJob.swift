@@ -227,6 +227,22 @@ enum Conclave {
         packageRoot.appendingPathComponent("Tests/Fixtures/models/\(name)")
     }
 
+    /// `name` with a context long enough for a generation that outlasts the test's actions
+    /// (generation stops at `max_position_embeddings`): links to its files, a longer config.
+    static func longContextFixture(_ name: String) throws -> URL {
+        let source = fixture(name)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-long-\(name)-\(getpid())")
+        try? FileManager.default.removeItem(at: dir)
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file != "config.json" {
+            try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent(file), withDestinationURL: source.appendingPathComponent(file))
+        }
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
+        config["max_position_embeddings"] = 1 << 20
+        try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
+        return dir
+    }
+
     /// The `conclave` executable, or a test failure saying where it was expected.
     static func binary(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         let path = productsDirectory.appendingPathComponent("conclave").path
