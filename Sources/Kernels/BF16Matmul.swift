@@ -1,4 +1,4 @@
-import COneDNN
+internal import COneDNN
 import Foundation
 
 /// `y = x · Wᵀ` for a bf16 weight and many tokens (prefill), on oneDNN's bf16 matmul

@@ -1,4 +1,4 @@
-import COpenBLAS
+internal import COpenBLAS
 
 /// Products of f32 activation blocks (attention scores and mixes over the latent cache),
 /// row-major with explicit leading dimensions, on OpenBLAS in the calling thread.

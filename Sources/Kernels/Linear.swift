@@ -1,4 +1,4 @@
-import COpenBLAS
+internal import COpenBLAS
 
 /// `y = x · Wᵀ`: the projection every layer is made of.
 ///
