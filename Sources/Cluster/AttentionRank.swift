@@ -72,14 +72,10 @@ final class ExpertRank {
     let world: Communicator
     let router: Int
     let plane: ExpertDataPlane
-    let experts: [RoutedExpertsLayer]
+    /// This rank's shard of every MoE layer, in layer order.
+    let experts: [RoutedExperts]
 
-    struct RoutedExpertsLayer {
-        let layer: Int
-        let experts: RoutedExperts
-    }
-
-    init(world: Communicator, router: Int, plane: ExpertDataPlane, experts: [RoutedExpertsLayer]) {
+    init(world: Communicator, router: Int, plane: ExpertDataPlane, experts: [RoutedExperts]) {
         self.world = world
         self.router = router
         self.plane = plane
@@ -92,7 +88,7 @@ final class ExpertRank {
             switch try ControlMessage.decode(bytes, from: router) {
             case .stepPlan(let plan):
                 guard plan.work.contains(where: { !$0.tokens.isEmpty }) else { continue }
-                for l in experts { try plane.serve(l.experts) }
+                for layer in experts { try plane.serve(layer) }
             case .shutdown(let s):
                 if s.baselineRepetitions > 0 { _ = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: s) }
                 return

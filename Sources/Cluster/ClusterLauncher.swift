@@ -94,7 +94,7 @@ public enum ClusterLauncher {
             case .expert:
                 let held = layout.experts(heldBy: world.rank)
                 let layers = try (0..<config.numHiddenLayers).filter(config.isMoELayer).map {
-                    ExpertRank.RoutedExpertsLayer(layer: $0, experts: try RoutedExperts(checkpoint: checkpoint, layer: $0, held: held))
+                    try RoutedExperts(checkpoint: checkpoint, layer: $0, held: held)
                 }
                 part = .success(.expert(layers, checkpoint))
             }
@@ -149,7 +149,7 @@ public enum ClusterLauncher {
     private enum Part {
         case router(RouterRank, Checkpoint)
         case attention(DeepseekModel, Checkpoint)
-        case expert([ExpertRank.RoutedExpertsLayer], Checkpoint)
+        case expert([RoutedExperts], Checkpoint)
 
         var checkpoint: Checkpoint {
             switch self {

@@ -114,7 +114,7 @@ public final class Generator {
 /// Time spent in forward passes, split into prefill and decode steps.
 public struct GenerationStats: Sendable {
     public var prefillTokens = 0, prefillSeconds = 0.0
-    public var decodeTokens = 0, decodeSeconds = 0.0, decodeSteps = 0
+    public var decodeTokens = 0, decodeSeconds = 0.0
 
     mutating func record(plan: StepPlan, seconds: Double) {
         let prefill = plan.work.filter { $0.joining != nil }.reduce(0) { $0 + $1.tokens.count }
@@ -124,7 +124,6 @@ public struct GenerationStats: Sendable {
         } else {
             decodeTokens += plan.tokenCount
             decodeSeconds += seconds
-            decodeSteps += 1
         }
     }
 }
