@@ -68,17 +68,19 @@ public final class ModelRunner: StepExecutor {
         let logits = try model.forward(tokens: tokens, batch: AttentionBatch(slices: slices), logitRows: rows, remote: remote)
         var row = 0
         let vocab = vocabSize
-        for w in plan.work {
-            let count = w.returnsLogits ? w.tokens.count : (w.samples ? 1 : 0)
-            guard count > 0 else { continue }
-            let block = Array(logits[row * vocab ..< (row + count) * vocab])
-            if w.returnsLogits { output.logits[w.sequence] = block }
-            if w.samples {
-                output.tokens[w.sequence] = block.withUnsafeBufferPointer {
-                    sequences[w.sequence]!.sampler.sample(logits: UnsafeBufferPointer(rebasing: $0[(count - 1) * vocab ..< count * vocab]))
+        try logits.withUnsafeBufferPointer { all in
+            for w in plan.work {
+                let count = w.returnsLogits ? w.tokens.count : (w.samples ? 1 : 0)
+                guard count > 0 else { continue }
+                let block = UnsafeBufferPointer(rebasing: all[row * vocab ..< (row + count) * vocab])
+                if w.returnsLogits { output.logits[w.sequence] = Array(block) }
+                if w.samples {
+                    guard var sequence = sequences[w.sequence] else { throw ExecutionError.unknownSequence(w.sequence, step: plan.step) }
+                    output.tokens[w.sequence] = sequence.sampler.sample(logits: UnsafeBufferPointer(rebasing: block[(count - 1) * vocab ..< count * vocab]))
+                    sequences[w.sequence] = sequence
                 }
+                row += count
             }
-            row += count
         }
         return output
     }

@@ -13,10 +13,13 @@ public struct RoutingTable: Sendable {
 
     public init(topK: Int) { self.topK = topK }
 
+    /// Sizes the table for `tokens`, keeping its storage from step to step.
     public mutating func reset(tokens: Int) {
         self.tokens = tokens
-        experts = [Int32](repeating: 0, count: tokens * topK)
-        weights = [Float](repeating: 0, count: tokens * topK)
+        experts.removeAll(keepingCapacity: true)
+        experts.append(contentsOf: repeatElement(0, count: tokens * topK))
+        weights.removeAll(keepingCapacity: true)
+        weights.append(contentsOf: repeatElement(0, count: tokens * topK))
     }
 
     /// Token `t`'s experts in ascending order (the form the reference dumps).
