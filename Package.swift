@@ -52,7 +52,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Checkpoint"]),
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "Kernels"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),

@@ -5,8 +5,9 @@ import Kernels
 /// `model.safetensors.index.json`.
 ///
 /// Shards are opened (mapped) lazily, the first time one of their tensors is asked for, so a rank
-/// that needs few tensors maps only their files. BF16 and F32 weights are handed out zero-copy,
-/// pointing into the mapping; F16 and FP8 are converted to f32 in an `Allocation`.
+/// that needs few tensors maps only their files. BF16, F32 and block-scaled FP8 weights are handed
+/// out zero-copy, pointing into the mapping (FP8 with its scales as f32 in an `Allocation`);
+/// F16 is converted to f32.
 /// Safe to use from several threads.
 public final class Checkpoint: @unchecked Sendable {
     public static let configFile = "config.json"
@@ -19,7 +20,7 @@ public final class Checkpoint: @unchecked Sendable {
         public var tensorsLoaded = 0
         /// Bytes of distinct tensors handed out zero-copy from the mapped files.
         public var mappedBytes = 0
-        /// Bytes allocated for converted tensors (F16/FP8 → f32, vectors, misaligned copies).
+        /// Bytes allocated for converted tensors (F16 → f32, FP8 scales, vectors, misaligned copies).
         public var allocatedBytes = 0
         /// `mappedBytes + allocatedBytes`.
         public var residentBytes: Int { mappedBytes + allocatedBytes }
@@ -152,8 +153,8 @@ public final class Checkpoint: @unchecked Sendable {
     // MARK: Loading
 
     /// Weight `name` as a `rows × cols` matrix, checking its stored shape against `[rows, cols]`.
-    /// BF16/F32 point into the mapped file; F16 and F8_E4M3 (with `<name>_scale_inv` and the
-    /// config's block size) become f32.
+    /// BF16/F32 point into the mapped file, and so does F8_E4M3 (with `<name>_scale_inv`, F32 or
+    /// BF16, and the config's block size), its scales kept as f32; F16 becomes f32.
     public func matrix(_ name: String, rows: Int, cols: Int) throws -> WeightMatrix {
         let (file, info) = try locate(name)
         guard info.shape == [rows, cols] else {
@@ -190,13 +191,13 @@ public final class Checkpoint: @unchecked Sendable {
         case .f8E4M3:
             guard let block = config.fp8BlockSize else { throw CheckpointError.missingBlockSize(tensor: name, file: info.file) }
             let scales = try fp8Scales(of: name, rows: rows, cols: cols, block: block)
-            let a = Allocation(byteCount: count * 4)
-            if count > 0 { scales.withUnsafeBufferPointer { s in
-                FloatConversion.dequantizeE4M3(raw.baseAddress!.assumingMemoryBound(to: UInt8.self), rows: rows, cols: cols,
-                                               scales: s.baseAddress!, block: block, to: a.floats(count: count))
-            } }
-            record(name, allocated: a.byteCount)
-            return WeightMatrix(rows: rows, cols: cols, storage: .f32(UnsafePointer(a.floats(count: count))), owner: a)
+            let a = Allocation(byteCount: scales.count * 4)
+            let sp = a.floats(count: scales.count)
+            scales.withUnsafeBufferPointer { if !$0.isEmpty { sp.update(from: $0.baseAddress!, count: $0.count) } }
+            record(name, mapped: info.byteCount, allocated: a.byteCount)
+            let q = FP8Blocks(bytes: (raw.baseAddress ?? UnsafeRawPointer(a.raw)).assumingMemoryBound(to: UInt8.self), scales: sp,
+                              scaleCols: (cols + block.cols - 1) / block.cols, blockRows: block.rows, blockCols: block.cols)
+            return WeightMatrix(rows: rows, cols: cols, storage: .fp8(q), owner: Owners([file, a]))
         case .i64, .i32, .u8, .bool:
             throw CheckpointError.unsupportedDType(tensor: name, file: info.file, dtype: info.dtype.rawValue,
                                                    reason: "integer tensors cannot be loaded as weights")

@@ -5,7 +5,9 @@ internal import COpenBLAS
 /// f32 weights go to OpenBLAS. bf16 weights stay bf16: a single token is bound by the
 /// bytes of weight it streams, so a SIMD kernel widens each 16-lane chunk in registers
 /// (no f32 copy of the matrix); from two tokens on, oneDNN's bf16 matmul (AVX-512 BF16)
-/// wins (`BF16Matmul`, measured in docs/PERFORMANCE.md).
+/// wins (`BF16Matmul`, measured in docs/PERFORMANCE.md). Block-scaled FP8 weights stay FP8:
+/// up to `FP8.maximumSharedTokens` tokens run SIMD kernels that decode bytes in registers
+/// (`FP8`); more dequantise row chunks to f32 for OpenBLAS.
 public enum Linear {
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`; row `t` of `x` starts at `t · ldx`
     /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`). `exact` keeps
@@ -32,6 +34,50 @@ public enum Linear {
                 for t in 0..<tokens { BF16Pairs.reorder(x + t * ldx, cols: cols, into: paired + t * cols) }
                 parallelRows(w.rows, grain: 8, pool) { rows in
                     BF16Dot.rows(p, cols: cols, rows: rows, paired: paired, x: xp, ldx: ldx, y: yp, ldy: ldy, tokens: tokens)
+                }
+            }
+        case .fp8(let q):
+            let fast = FP8.fast(q)
+            if tokens == 1 {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
+                    let quad = buffer.baseAddress!
+                    if fast { FP8.reorder(xp, cols: cols, factor: FP8.activationFactor, into: quad) }
+                    parallelRows(w.rows, grain: 8, pool) { rows in
+                        FP8.rows1(q, cols: cols, rows: rows, quad: quad, x: xp, y: yp)
+                    }
+                }
+                return
+            }
+            if fast, tokens <= FP8.maximumSharedTokens {
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * cols) { buffer in
+                    let quad = buffer.baseAddress!
+                    for t in 0..<tokens { FP8.reorder(xp + t * ldx, cols: cols, factor: FP8.activationFactor, into: quad + t * cols) }
+                    parallelRows(w.rows, grain: 8, pool) { rows in
+                        FP8.rowsMany(q, cols: cols, rows: rows, tokens: tokens, quad: quad, x: xp, ldx: ldx, y: yp, ldy: ldy)
+                    }
+                }
+                return
+            }
+            if fast, !exact, tokens >= FP8.matmulTokens, FP8.multiplyBF16(q, rows: w.rows, cols: cols, xp, ldx: ldx, yp, ldy: ldy, tokens: tokens, pool: pool) {
+                return
+            }
+            // More tokens are compute-bound: each part dequantises its rows to f32 in
+            // chunks (in the kernel's column order, the activations reordered to match) and
+            // multiplies them with OpenBLAS, activations kept in f32.
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: fast ? tokens * cols : 1) { buffer in
+                if fast { for t in 0..<tokens { FP8.reorder(xp + t * ldx, cols: cols, factor: 1, into: buffer.baseAddress! + t * cols) } }
+                let xa = fast ? UnsafePointer(buffer.baseAddress!) : xp, lda = fast ? cols : ldx
+                parallelRows(w.rows, grain: 16, pool) { rows in
+                    let chunk = 64
+                    withUnsafeTemporaryAllocation(of: Float.self, capacity: min(chunk, rows.count) * cols) { wb in
+                        let wq = wb.baseAddress!
+                        for start in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
+                            let part = start..<min(start + chunk, rows.upperBound)
+                            FP8.dequantize(q, cols: cols, rows: part, into: wq)
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(part.count), Int32(cols),
+                                        1, xa, Int32(lda), wq, Int32(cols), 0, yp + part.lowerBound, Int32(ldy))
+                        }
+                    }
                 }
             }
         }
@@ -74,6 +120,8 @@ public enum Linear {
                 }
                 BF16Pairs.restore(acc, cols: cols, into: y)
             }
+        case .fp8(let q):
+            FP8.transposed(q, rows: w.rows, cols: w.cols, x, y)
         }
     }
 }
@@ -186,6 +234,8 @@ extension Linear {
         var fused: [LinearJob] = []
         for j in jobs {
             if case .bf16 = j.weight.storage, j.tokens < BF16Matmul.minimumTokens {
+                fused.append(j)
+            } else if case .fp8(let q) = j.weight.storage, j.tokens == 1 || (FP8.fast(q) && j.tokens <= FP8.maximumSharedTokens) {
                 fused.append(j)
             } else {
                 apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool)

@@ -1,11 +1,13 @@
 /// A row-major weight matrix `[rows × cols]` in the precision the checkpoint stores it.
 ///
 /// Weights stay in their checkpoint precision: bf16 weights are read straight out of the
-/// memory-mapped safetensors file, so a decode step streams 2 bytes per weight, not 4.
+/// memory-mapped safetensors file, so a decode step streams 2 bytes per weight, not 4;
+/// block-scaled FP8 (DeepSeek-V3/R1) likewise, 1 byte per weight.
 public struct WeightMatrix: @unchecked Sendable {
     public enum Storage {
         case f32(UnsafePointer<Float>)
         case bf16(UnsafePointer<UInt16>)
+        case fp8(FP8Blocks)
     }
 
     public let rows: Int
@@ -25,6 +27,7 @@ public struct WeightMatrix: @unchecked Sendable {
         switch storage {
         case .f32: 4
         case .bf16: 2
+        case .fp8: 1
         }
     }
 
@@ -37,6 +40,7 @@ public struct WeightMatrix: @unchecked Sendable {
         switch storage {
         case .f32(let p): return WeightMatrix(rows: range.count, cols: cols, storage: .f32(p + offset), owner: owner)
         case .bf16(let p): return WeightMatrix(rows: range.count, cols: cols, storage: .bf16(p + offset), owner: owner)
+        case .fp8(let q): return WeightMatrix(rows: range.count, cols: cols, storage: .fp8(q.dropping(rows: range.lowerBound, cols: cols)), owner: owner)
         }
     }
 
@@ -45,8 +49,54 @@ public struct WeightMatrix: @unchecked Sendable {
         switch storage {
         case .f32(let p): out.update(from: p + r * cols, count: cols)
         case .bf16(let p): BF16.widen(p + r * cols, to: out, count: cols)
+        case .fp8(let q):
+            let row = q.bytes + r * cols, scales = q.scaleRow(r)
+            for c in 0..<cols { out[c] = FP8.toFloat(row[c]) * scales[c / q.blockCols] }
         }
     }
+}
+
+/// An E4M3 matrix with one f32 scale per `blockRows × blockCols` tile (DeepSeek's
+/// `weight_block_size`; the last tile in each dimension may be ragged): element `(r, c)` is
+/// `e4m3(bytes[r · cols + c]) · scales[((firstRow + r) / blockRows) · scaleCols + c / blockCols]`.
+/// A row slice keeps the tensor's whole scale grid and its absolute first row, so slices
+/// starting inside a tile (a head's block of `kv_b_proj`) find their scales.
+public struct FP8Blocks: @unchecked Sendable {
+    /// Row 0 of this matrix (row `firstRow` of the stored tensor).
+    public let bytes: UnsafePointer<UInt8>
+    /// The stored tensor's row-major scale grid.
+    public let scales: UnsafePointer<Float>
+    /// Columns of the scale grid: `ceil(cols / blockCols)`.
+    public let scaleCols: Int
+    public let blockRows: Int
+    public let blockCols: Int
+    /// The stored tensor's row that is row 0 here.
+    public let firstRow: Int
+
+    public init(bytes: UnsafePointer<UInt8>, scales: UnsafePointer<Float>, scaleCols: Int, blockRows: Int, blockCols: Int, firstRow: Int = 0) {
+        precondition(blockRows > 0 && blockCols > 0)
+        self.bytes = bytes
+        self.scales = scales
+        self.scaleCols = scaleCols
+        self.blockRows = blockRows
+        self.blockCols = blockCols
+        self.firstRow = firstRow
+    }
+
+    /// The scales of row `r`'s tiles, one per `blockCols` columns.
+    @inline(__always)
+    public func scaleRow(_ r: Int) -> UnsafePointer<Float> { scales + ((firstRow + r) / blockRows) * scaleCols }
+
+    /// The same tensor from row `rows` on (of a matrix `cols` wide).
+    func dropping(rows: Int, cols: Int) -> FP8Blocks {
+        FP8Blocks(bytes: bytes + rows * cols, scales: scales, scaleCols: scaleCols, blockRows: blockRows, blockCols: blockCols, firstRow: firstRow + rows)
+    }
+}
+
+/// Objects that together keep a matrix's memory alive (an FP8 matrix's mapped bytes and its scales).
+public final class Owners: @unchecked Sendable {
+    public let objects: [AnyObject]
+    public init(_ objects: [AnyObject]) { self.objects = objects }
 }
 
 /// An owned, 64-byte aligned block of memory that outlives the matrices pointing into it.
@@ -89,6 +139,7 @@ extension WeightMatrix.Storage {
         switch self {
         case .f32(let p): UnsafeRawPointer(p)
         case .bf16(let p): UnsafeRawPointer(p)
+        case .fp8(let q): UnsafeRawPointer(q.bytes)
         }
     }
 }

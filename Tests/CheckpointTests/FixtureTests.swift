@@ -105,13 +105,13 @@ func fixtureExists(_ name: String) -> Bool {
     }
 
     @Test(.enabled(if: fixtureExists("v3-fp8")))
-    func fp8RaggedTilesDequantise() throws {
+    func fp8RaggedTilesDecode() throws {
         let ck = try Checkpoint(directory: fixtureModels.appendingPathComponent("v3-fp8"))
         let name = "model.layers.0.self_attn.kv_a_proj_with_mqa.weight"  // 40 rows in 16-row tiles
         let info = try ck.info(name)
         #expect(info.dtype == .f8E4M3 && info.shape[0] == 40)
         let m = try ck.matrix(name, rows: 40, cols: 64)
-        #expect(m.isF32)
+        #expect(m.isFP8)
         // Recompute every element from the raw bytes: fp8 × the scale of its 16 × 16 tile.
         let scaleInfo = try ck.info(name + "_scale_inv")
         #expect(scaleInfo.shape == [3, 4])
