@@ -67,14 +67,26 @@ public enum ClusterLauncher {
             }
             return (config, layout)
         }
-        // Ranks usually agree (same files); when one cannot read its copy, all must still stop together.
-        let verdicts = try world.gather(bytes: Array((verdict.failure.map { "\($0)" } ?? "").utf8), root: router)
-        var failed: [Int32] = [verdicts.contains { !$0.isEmpty } ? 1 : 0]
+        // Ranks usually agree (same files); when one cannot read its copy, or its copy of the
+        // model differs (nodes with their own disks), all must still stop together.
+        let mine = switch verdict {
+        case .success: "model " + modelFingerprint(options.model)
+        case .failure(let error): "error \(error)"
+        }
+        let verdicts = try world.gather(bytes: Array(mine.utf8), root: router).map { String(decoding: $0, as: UTF8.self) }
+        let problems: [(rank: Int, message: String)] = verdicts.enumerated().compactMap { rank, v in
+            if v.hasPrefix("error ") { return (rank, String(v.dropFirst(6))) }
+            if v != verdicts[router], !verdicts[router].hasPrefix("error ") {
+                return (rank, "its config.json or weight index differs from rank 0's copy of \(options.model.path): every rank must load the same model")
+            }
+            return nil
+        }
+        var failed: [Int32] = [problems.isEmpty ? 0 : 1]
         try failed.withUnsafeMutableBufferPointer { try world.broadcast($0, root: router) }
         guard failed[0] == 0, case .success(let (config, layout)) = verdict else {
-            let messages = Dictionary(grouping: verdicts.enumerated().filter { !$0.element.isEmpty }) { String(decoding: $0.element, as: UTF8.self) }
-            let report = messages.sorted { $0.value[0].offset < $1.value[0].offset }.map { message, ranks in
-                ranks.count == world.size ? message : "rank \(ranks.map { String($0.offset) }.joined(separator: ", ")): \(message)"
+            let messages = Dictionary(grouping: problems) { $0.message }
+            let report = messages.sorted { $0.value[0].rank < $1.value[0].rank }.map { message, ranks in
+                ranks.count == world.size ? message : "rank \(ranks.map { String($0.rank) }.joined(separator: ", ")): \(message)"
             }
             throw ClusterStartError(message: report.joined(separator: "\n"), printedBy: world.rank == router)
         }
@@ -176,8 +188,14 @@ extension RankRole {
     }
 }
 
-private extension Result {
-    var failure: Failure? {
-        if case .failure(let e) = self { e } else { nil }
+/// FNV-1a over config.json and the weight index: cheap, and enough to tell copies apart.
+func modelFingerprint(_ model: URL) -> String {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for file in [Checkpoint.configFile, Checkpoint.indexFile] {
+        guard let data = try? Data(contentsOf: model.appendingPathComponent(file)) else { continue }
+        for byte in data {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
     }
+    return String(hash, radix: 16)
 }

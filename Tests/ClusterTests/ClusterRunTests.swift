@@ -247,6 +247,32 @@ import Glibc
         }
     }
 
+    /// Ranks whose copies of the model differ (nodes with their own disks) stop before
+    /// loading, with rank 0 naming the odd ranks. MPMD launch: rank 0 gets one directory,
+    /// ranks 1-3 a copy whose config.json differs.
+    @Test func differingModelCopiesStopTheJob() throws {
+        let original = Conclave.fixture("v3-sigmoid-grouped")
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-copy-\(getpid())")
+        try? FileManager.default.removeItem(at: copy)
+        try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
+        for file in try FileManager.default.contentsOfDirectory(atPath: original.path) where file != "config.json" {
+            try FileManager.default.createSymbolicLink(at: copy.appendingPathComponent(file), withDestinationURL: original.appendingPathComponent(file))
+        }
+        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: original.appendingPathComponent("config.json"))) as! [String: Any]
+        config["rms_norm_eps"] = 1e-5
+        try JSONSerialization.data(withJSONObject: config).write(to: copy.appendingPathComponent("config.json"))
+        defer { try? FileManager.default.removeItem(at: copy) }
+
+        let arguments = ["logits", "--tokens", "0,5,6", "--model"]
+        let result = try Conclave.mpi(ranks: 1, arguments + [original.path] + [":", "-np", "3", try Conclave.binary()] + arguments + [copy.path],
+                                      timeout: 30)
+        #expect(result.termination != .exited(0), "expected a failure\n\(result.report)")
+        #expect(result.seconds < 10, "took \(result.seconds) s\n\(result.report)")
+        #expect(result.stdout.isEmpty, "stdout should be empty\n\(result.report)")
+        #expect(result.stderrLines.contains { $0.contains("rank 1, 2, 3") && $0.contains("differs from rank 0") },
+                "no line names the ranks with a different model\n\(result.report)")
+    }
+
     // MARK: 5. missing expert tensor
 
     /// A copy of `fixture` whose weights lack `tensor`, written with `SafetensorsWriter`.
