@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CProtobufC", exclude: ["proto"], linkerSettings: [.linkedLibrary("protobuf-c")]),
 
         // Cluster plumbing: control-plane messages and the typed MPI layer.
-        .target(name: "ControlPlane", dependencies: ["CProtobufC"]),
+        .target(name: "ControlPlane", dependencies: ["CProtobufC", "Sampling"]),
         .target(name: "Transport", dependencies: ["CMPI"]),
         .executableTarget(name: "transport-probe", dependencies: ["Transport", "ControlPlane"]),
 

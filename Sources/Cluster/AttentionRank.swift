@@ -3,7 +3,6 @@ import Engine
 import Experts
 import Foundation
 import Model
-import Sampling
 import Transport
 
 /// An attention rank: embeddings, MLA with the latent caches of its own sequences, dense
@@ -38,7 +37,7 @@ final class AttentionRank: RemoteExperts {
         let local = Engine.StepPlan(step: plan.step, work: mine.map { w in
             Engine.StepPlan.Work(sequence: w.sequenceId, tokens: w.tokens, startPosition: w.startPosition, samples: w.sample,
                                  returnsLogits: w.returnLogits,
-                                 joining: w.sampling.map { SamplingParameters(temperature: $0.temperature, topK: $0.topK, topP: $0.topP, seed: $0.seed) },
+                                 joining: w.sampling,
                                  capacity: w.capacity)
         }, finished: plan.finishedSequences)
         let output = try runner.execute(local)

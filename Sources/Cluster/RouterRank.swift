@@ -65,7 +65,7 @@ public final class RouterRank: StepExecutor {
         let wire = WirePlan(step: plan.step, work: plan.work.map { w in
             SequenceWork(sequenceId: w.sequence, attentionRank: home(of: w), phase: w.joining != nil || w.tokens.count > 1 ? .prefill : .decode,
                          tokens: w.tokens, startPosition: w.startPosition, sample: w.samples,
-                         sampling: w.joining.map { SamplingOptions(temperature: $0.temperature, topK: $0.topK, topP: $0.topP, seed: $0.seed) },
+                         sampling: w.joining,
                          returnLogits: w.returnsLogits, capacity: w.capacity)
         }, finishedSequences: plan.finished)
         _ = try world.broadcast(bytes: ControlMessage.stepPlan(wire).encode(senderRank: world.rank), root: world.rank)

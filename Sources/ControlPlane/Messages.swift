@@ -1,3 +1,5 @@
+public import Sampling
+
 /// What a rank does in the cluster.
 public enum RankRole: String, Sendable, Hashable, CaseIterable, Codable {
     /// Takes requests, plans steps, runs the gates and the expert all-to-all.
@@ -67,25 +69,8 @@ public struct Topology: Sendable, Hashable {
     public func assignment(of rank: Int) -> RankAssignment? { ranks.first { $0.rank == rank } }
 }
 
-/// How a request's tokens are sampled.
-public struct SamplingOptions: Sendable, Hashable {
-    /// 0 samples greedily.
-    public var temperature: Float
-    /// 0 keeps every token.
-    public var topK: Int
-    /// In (0, 1]; 1 keeps every token.
-    public var topP: Float
-    public var seed: UInt64
-
-    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64 = 0) {
-        self.temperature = temperature
-        self.topK = topK
-        self.topP = topP
-        self.seed = seed
-    }
-
-    public static let greedy = SamplingOptions()
-}
+/// How a request's tokens are sampled: the engine's own parameters travel as they are.
+public typealias SamplingOptions = SamplingParameters
 
 /// A client's request, as the front end hands it to the router.
 public struct SubmitRequest: Sendable, Hashable {

@@ -1,5 +1,5 @@
 /// How to pick the next token from the logits.
-public struct SamplingParameters: Sendable, Equatable {
+public struct SamplingParameters: Sendable, Hashable {
     /// Divides the logits before softmax; 0 means greedy (argmax).
     public var temperature: Float
     /// Keep only the k most likely tokens; 0 keeps all.
