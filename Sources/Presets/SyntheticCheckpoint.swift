@@ -10,10 +10,10 @@ public enum SyntheticCheckpoint {
     static let maxShardBytes = 1 << 30
 
     public static func write(preset: ModelPreset, to directory: URL, seed: UInt64) throws {
-        let json = try JSONSerialization.data(withJSONObject: preset.config, options: [.sortedKeys, .prettyPrinted])
-        let config = try ModelConfig(jsonData: json, source: "preset \(preset.rawValue)")
+        let config = preset.config
+        try config.validate(source: "preset \(preset.rawValue)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try json.write(to: directory.appendingPathComponent("config.json"))
+        try config.jsonData().write(to: directory.appendingPathComponent("config.json"))
         let writer = SafetensorsWriter()
         for (index, tensor) in tensors(for: config).enumerated() {
             let stream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index)

@@ -10,12 +10,11 @@ import Testing
         let file = Fixtures.root.deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("configs/models/\(preset.rawValue).json")
         let committed = try ModelConfig(contentsOf: file)
-        let embedded = try ModelConfig(jsonData: JSONSerialization.data(withJSONObject: preset.config), source: preset.rawValue)
-        #expect(committed == embedded)
+        #expect(committed == preset.config)
     }
 
     @Test func benchMidIsTheSpecifiedModel() throws {
-        let c = try ModelConfig(jsonData: JSONSerialization.data(withJSONObject: ModelPreset.benchMid.config), source: "bench-mid")
+        let c = ModelPreset.benchMid.config
         #expect(c.architecture == .deepseekV3 && c.vocabSize == 32000 && c.hiddenSize == 1024 && c.numHiddenLayers == 8)
         #expect(c.firstKDenseReplace == 1 && c.intermediateSize == 2816 && c.nRoutedExperts == 64 && c.moeIntermediateSize == 512)
         #expect(c.numExpertsPerTok == 6 && c.nSharedExperts == 1 && c.nGroup == 8 && c.topkGroup == 4 && c.numAttentionHeads == 16)
