@@ -4,7 +4,6 @@ import Engine
 import Checkpoint
 import Foundation
 import Model
-import Transport
 
 struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -61,7 +60,8 @@ struct Logits: ParsableCommand {
     }
 
     func validate() throws {
-        if attention != .auto && MPIRuntime.isRunningUnderMPI {
+        let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
+        if attention != .auto && ranks > 1 {
             throw ValidationError("--attention applies to one process; under mpirun the attention ranks choose per slice")
         }
     }
