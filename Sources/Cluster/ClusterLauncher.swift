@@ -22,13 +22,11 @@ public struct ClusterOptions: Sendable {
 /// Rank 0's handle on a running cluster: the executor to drive, and the way to end it.
 public final class ClusterSession {
     public let router: RouterRank
-    public let layout: ClusterLayout
     /// One row per rank: what it holds (for `--profile-out`).
     public let ranks: [Hello]
 
-    init(router: RouterRank, layout: ClusterLayout, ranks: [Hello]) {
+    init(router: RouterRank, ranks: [Hello]) {
         self.router = router
-        self.layout = layout
         self.ranks = ranks
     }
 
@@ -146,7 +144,7 @@ public enum ClusterLauncher {
 
         switch try part.get() {
         case .router(let r, _):
-            return ClusterSession(router: r, layout: layout, ranks: hellos)
+            return ClusterSession(router: r, ranks: hellos)
         case .attention(let model, _):
             try AttentionRank(world: world, router: router, model: model).run()
         case .expert(let layers, _):
