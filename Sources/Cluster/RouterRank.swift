@@ -58,7 +58,18 @@ public final class RouterRank: StepExecutor {
     public var vocabSize: Int { config.vocabSize }
     public var contextLength: Int { config.maxPositionEmbeddings }
 
+    /// Whether a step is under way: the other ranks are then mid-step, and only aborting
+    /// the job (not a clean shutdown) can stop them.
+    public private(set) var isInStep = false
+
     public func execute(_ plan: Engine.StepPlan) throws -> StepOutput {
+        isInStep = true
+        let output = try step(plan)
+        isInStep = false
+        return output
+    }
+
+    private func step(_ plan: Engine.StepPlan) throws -> StepOutput {
         for s in plan.finished {
             if let home = homes.removeValue(forKey: s) { live[home, default: 0] -= 1 }
         }

@@ -52,7 +52,14 @@ enum Executor {
             guard let session = try ClusterLauncher.start(options, world: world) else { return }
             let executor = Executor.cluster(session)
             configure(executor)
-            try body(executor)
+            do {
+                try body(executor)
+            } catch where !session.router.isInStep {
+                // Between steps every other rank waits for the next plan: shut them down cleanly.
+                note("error: \(error)")
+                _ = try session.finish(reason: "\(error)")
+                throw ExitCode(1)
+            }
             let profile = try session.finish()
             note(profile.text)
             if let path = cluster.profileOut {
@@ -64,6 +71,8 @@ enum Executor {
             if error.printedBy { note("error: \(error)") }
             try? MPIRuntime.finalize()
             throw ExitCode(1)
+        } catch let exit as ExitCode {
+            throw exit
         } catch {
             note("error: rank \(world.rank): \(error)")
             MPIRuntime.abort(code: 1)

@@ -273,6 +273,19 @@ import Glibc
                 "no line names the ranks with a different model\n\(result.report)")
     }
 
+    /// A request the router refuses before any step (a prompt longer than the context)
+    /// shuts every rank down cleanly: one error, non-zero exit, nothing left running.
+    @Test func refusedRequestShutsTheClusterDown() throws {
+        let tokens = Array(repeating: "5", count: 300).joined(separator: ",")
+        let result = try Conclave.mpi(ranks: 4, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path,
+                                                 "--tokens", tokens, "--max-tokens", "3"], timeout: 30)
+        #expect(result.termination != .exited(0), "expected a failure\n\(result.report)")
+        #expect(result.seconds < 10, "took \(result.seconds) s\n\(result.report)")
+        #expect(result.stderrLines.filter { $0.hasPrefix("error:") } == ["error: request 0 has a 300-token prompt; the model's context is 256 positions"],
+                "\(result.report)")
+        #expect(!result.stderrLines.contains { $0.contains("MPI_ABORT") }, "the job was aborted instead of shut down\n\(result.report)")
+    }
+
     // MARK: 5. missing expert tensor
 
     /// A copy of `fixture` whose weights lack `tensor`, written with `SafetensorsWriter`.
