@@ -1,5 +1,8 @@
 import Checkpoint
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -215,6 +218,29 @@ import Glibc
         }
         // The other roles do not change with the number of expert ranks.
         #expect(four[0].bytes == six[0].bytes && four[1].bytes == six[1].bytes)
+    }
+
+    /// `tools/plot-profile` draws a run's `--profile-out` JSON: one panel per MoE layer
+    /// (the fixture has one, layer 1) and a cell per rank pair.
+    @Test(.timeLimit(.minutes(1)))
+    func profilePlotDrawsEveryLayerAndRankPair() throws {
+        let directory = try Self.temporaryDirectory("plot")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let profile = directory.appendingPathComponent("profile.json"), svg = directory.appendingPathComponent("profile.svg")
+        let result = try Conclave.mpi(ranks: 4, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path, "--tokens", "0,5,6",
+                                                 "--max-tokens", "4", "--profile-out", profile.path])
+        try #require(result.succeeded, "cluster run failed\n\(result.report)")
+        let plot = Process()
+        plot.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        plot.arguments = ["python3", Conclave.packageRoot.appendingPathComponent("tools/plot-profile").path, profile.path, svg.path]
+        try plot.run()
+        plot.waitUntilExit()
+        #expect(plot.terminationStatus == 0)
+        let text = try String(contentsOf: svg, encoding: .utf8)
+        #expect(XMLParser(data: Data(text.utf8)).parse(), "the plot is not well-formed SVG")
+        #expect(text.contains("MoE layer 1:"))
+        #expect(!text.contains("MoE layer 0:"), "layer 0 is dense and has no all-to-all")
+        #expect(text.components(separatedBy: "width=\"68\"").count - 1 == 16, "expected a 4 × 4 bytes matrix")
     }
 
     // MARK: 4. layout for another world size
