@@ -21,6 +21,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C bridges: module maps over the C libraries; Transport and ControlPlane wrap MPI and
@@ -50,6 +51,7 @@ let package = Package(
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Checkpoint"]),

@@ -1,3 +1,4 @@
+import Logging
 import ArgumentParser
 import Attention
 import Checkpoint
@@ -67,8 +68,9 @@ struct Bench: ParsableCommand {
             }.dropFirst().map { $0 }))
         }
 
-        note(String(format: "threads %d, streaming read bandwidth %.1f GB/s, active weights %.1f MB/token, roofline %.1f tokens/s",
-                    ComputePool.shared.threads, bandwidth / 1e9, Double(active) / 1e6, roofline))
+        let line = String(format: "threads %d, streaming read bandwidth %.1f GB/s, active weights %.1f MB/token, roofline %.1f tokens/s",
+                    ComputePool.shared.threads, bandwidth / 1e9, Double(active) / 1e6, roofline)
+        log.info("\(line)")
         emit("| test | tokens/s | ± | of roofline |")
         emit("|---|---:|---:|---:|")
         for (name, samples) in rows {

@@ -3,6 +3,7 @@ import Checkpoint
 import Cluster
 import Engine
 import Foundation
+import Logging
 import Model
 import Transport
 
@@ -40,6 +41,7 @@ enum Executor {
             return try body(executor)
         }
         let world = try MPIRuntime.start()
+        log[metadataKey: "rank"] = "\(world.rank)"
         if world.size == 1 {
             let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
             configure(executor)
@@ -50,31 +52,32 @@ enum Executor {
             let options = ClusterOptions(model: model, layoutFile: cluster.layout.map { URL(fileURLWithPath: $0) },
                                          attentionRanks: cluster.attentionRanks)
             guard let session = try ClusterLauncher.start(options, world: world) else { return }
+            log[metadataKey: "role"] = "router"
             let executor = Executor.cluster(session)
             configure(executor)
             do {
                 try body(executor)
             } catch where !session.router.isInStep {
                 // Between steps every other rank waits for the next plan: shut them down cleanly.
-                note("error: \(error)")
+                log.error("\(error)")
                 _ = try session.finish(reason: "\(error)")
                 throw ExitCode(1)
             }
             let profile = try session.finish()
-            note(profile.text)
+            report(profile.text)
             if let path = cluster.profileOut {
                 var json = profile.json
                 json["ranks"] = session.ranksJSON
                 try Data(try jsonText(json).utf8).write(to: URL(fileURLWithPath: path))
             }
         } catch let error as ClusterStartError {
-            if error.printedBy { note("error: \(error)") }
+            if error.printedBy { log.error("\(error)") }
             try? MPIRuntime.finalize()
             throw ExitCode(1)
         } catch let exit as ExitCode {
             throw exit
         } catch {
-            note("error: rank \(world.rank): \(error)")
+            log.error("\(error)")
             MPIRuntime.abort(code: 1)
         }
     }

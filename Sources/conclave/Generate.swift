@@ -1,3 +1,4 @@
+import Logging
 import ArgumentParser
 import Checkpoint
 import Engine
@@ -67,9 +68,10 @@ struct Generate: ParsableCommand {
                 for result in results { emit(result.text) }
             }
             let s = generator.stats
-            note(String(format: "prefill %d tokens in %.3f s (%.1f tok/s); decode %d tokens in %.3f s (%.1f tok/s)",
+            let line = String(format: "prefill %d tokens in %.3f s (%.1f tok/s); decode %d tokens in %.3f s (%.1f tok/s)",
                         s.prefillTokens, s.prefillSeconds, Double(s.prefillTokens) / max(s.prefillSeconds, 1e-9),
-                        s.decodeTokens, s.decodeSeconds, Double(s.decodeTokens) / max(s.decodeSeconds, 1e-9)))
+                        s.decodeTokens, s.decodeSeconds, Double(s.decodeTokens) / max(s.decodeSeconds, 1e-9))
+            log.info("\(line)")
         }
     }
 

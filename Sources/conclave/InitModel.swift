@@ -1,3 +1,4 @@
+import Logging
 import ArgumentParser
 import Foundation
 import Presets
@@ -19,7 +20,8 @@ struct InitModel: ParsableCommand {
     func run() throws {
         let start = Date()
         try SyntheticCheckpoint.write(preset: preset, to: URL(fileURLWithPath: out), seed: seed)
-        note(String(format: "wrote %@ model to %@ in %.1f s", preset.rawValue, out, Date().timeIntervalSince(start)))
+        let line = String(format: "wrote %@ model to %@ in %.1f s", preset.rawValue, out, Date().timeIntervalSince(start))
+        log.info("\(line)")
     }
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import Foundation
 import Sampling
 
@@ -48,7 +49,10 @@ func emit(_ text: String, newline: Bool = true) {
     FileHandle.standardOutput.write(Data((newline ? text + "\n" : text).utf8))
 }
 
-/// Logs and tables go to standard error, keeping standard output for results.
-func note(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+/// Tables and profiles go to standard error as they are, keeping standard output for results.
+func report(_ text: String) {
+    FileHandle.standardError.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
 }
+
+/// Log lines go to standard error; under mpirun they carry the rank and role.
+nonisolated(unsafe) var log = Logger(label: "conclave") { StreamLogHandler.standardError(label: $0) }

@@ -268,7 +268,7 @@ import Glibc
         #expect(errors.count == 1, "expected exactly one error line\n\(result.report)")
         #expect(tagged.count == 1, "expected rank 0 to print exactly one line\n\(result.report)")
         if let line = tagged.first?.text {
-            #expect(line.hasPrefix("error:"), "\(line)")
+            #expect(line.contains(" error conclave: rank=0 "), "not an error log line of rank 0: \(line)")
             #expect(line.contains("-np 4"), "the error does not name the world size: \(line)")
         }
     }
@@ -307,7 +307,8 @@ import Glibc
                                                  "--tokens", tokens, "--max-tokens", "3"], timeout: 30)
         #expect(result.termination != .exited(0), "expected a failure\n\(result.report)")
         #expect(result.seconds < 10, "took \(result.seconds) s\n\(result.report)")
-        #expect(result.stderrLines.filter { $0.hasPrefix("error:") } == ["error: request 0 has a 300-token prompt; the model's context is 256 positions"],
+        let errors = result.stderrLines.filter { $0.contains(" error conclave: ") }
+        #expect(errors.count == 1 && errors[0].hasSuffix("request 0 has a 300-token prompt; the model's context is 256 positions"),
                 "\(result.report)")
         #expect(!result.stderrLines.contains { $0.contains("MPI_ABORT") }, "the job was aborted instead of shut down\n\(result.report)")
     }
