@@ -1,3 +1,4 @@
+import ControlPlane
 import Foundation
 
 /// What the all-to-all cost, per MoE layer, over a run: collected on the router, printed
@@ -25,6 +26,8 @@ public final class AllToAllProfile {
     let routedExperts: Int
     /// Raw `MPI_Alltoallv` seconds for the same element counts, measured at the end.
     public var baseline: (dispatch: Double, combine: Double)?
+    /// Every rank's activity over the run, with its role, collected at shutdown.
+    public var activity: [(stats: RankStats, role: String)] = []
 
     public init(worldSize: Int, routedExperts: Int) {
         self.worldSize = worldSize
@@ -81,6 +84,17 @@ public final class AllToAllProfile {
             out += "# dispatch+combine per MoE layer \((totals * 1e6).formatted(1)) us vs raw MPI_Alltoallv of the same bytes "
             out += "\(((b.dispatch + b.combine) * 1e6).formatted(1)) us: ratio \((totals / max(b.dispatch + b.combine, 1e-12)).formatted(2))\n"
         }
+        if !activity.isEmpty {
+            out += "# rank activity: busy is computing, the rest of wall time waiting for peers\n"
+            out += "  \(pad("rank", 6))\(pad("role", 11))\(pad("steps", 8, right: true))\(pad("prefill", 9, right: true))"
+            out += "\(pad("decode", 8, right: true))\(pad("expert rows", 13, right: true))\(pad("busy s", 9, right: true))\(pad("wall s", 9, right: true))\(pad("busy", 7, right: true))\n"
+            for (s, role) in activity {
+                out += "  \(pad("r\(s.rank)", 6))\(pad(role, 11))\(pad(String(s.steps), 8, right: true))\(pad(String(s.prefillTokens), 9, right: true))"
+                out += "\(pad(String(s.decodeTokens), 8, right: true))\(pad(String(s.expertTokens), 13, right: true))"
+                out += "\(pad(s.busySeconds.formatted(3), 9, right: true))\(pad(s.wallSeconds.formatted(3), 9, right: true))"
+                out += "\(pad((100 * s.busySeconds / max(s.wallSeconds, 1e-9)).formatted(0) + "%", 7, right: true))\n"
+            }
+        }
         out += "# bytes sent, rank × rank (row: from, column: to)\n"
         out += "  " + pad("", 6) + (0..<worldSize).map { pad("r\($0)", 12, right: true) }.joined() + "\n"
         for (i, row) in bytes.enumerated() {
@@ -108,6 +122,10 @@ public final class AllToAllProfile {
                     "tokens_per_expert": l.tokensPerExpert,
                     "rows_per_expert_rank": Dictionary(uniqueKeysWithValues: l.rowsPerRank.map { (String($0.key), $0.value) }),
                     "load_imbalance": mean(loads) > 0 ? (loads.max() ?? 0) / mean(loads) : 0]
+        }
+        out["rank_activity"] = activity.map { s, role -> [String: Any] in
+            ["rank": s.rank, "role": role, "steps": s.steps, "prefill_tokens": s.prefillTokens, "decode_tokens": s.decodeTokens,
+             "expert_rows": s.expertTokens, "busy_seconds": s.busySeconds, "wall_seconds": s.wallSeconds]
         }
         if let b = baseline, let t = totals {
             out["baseline"] = ["raw_alltoallv_us": (b.dispatch + b.combine) * 1e6, "dispatch_combine_us": t * 1e6,

@@ -13,6 +13,9 @@ final class AttentionRank: RemoteExperts {
     let world: Communicator
     let router: Int
     private(set) var runner: ModelRunner!
+    private var activity = RankActivity()
+    /// Seconds of the current step spent waiting for routed expert output.
+    private var waiting = 0.0
 
     init(world: Communicator, router: Int, model: DeepseekModel) {
         self.world = world
@@ -26,7 +29,9 @@ final class AttentionRank: RemoteExperts {
             let bytes = try world.broadcast(bytes: [], root: router)
             switch try ControlMessage.decode(bytes, from: router) {
             case .stepPlan(let plan): try step(plan)
-            case .shutdown: return
+            case .shutdown:
+                try world.send(bytes: ControlMessage.stats(activity.stats(rank: world.rank)).encode(senderRank: world.rank), to: router, tag: Tag.stats)
+                return
             default: throw ClusterError.unexpectedMessage(from: router, expected: "step plan or shutdown")
             }
         }
@@ -40,8 +45,14 @@ final class AttentionRank: RemoteExperts {
                                  joining: w.sampling,
                                  capacity: w.capacity)
         }, finished: plan.finishedSequences)
-        let output = try runner.execute(local)
+        waiting = 0
+        let output = try activity.busy { try runner.execute(local) }
+        activity.busySeconds -= waiting
         guard !mine.isEmpty else { return }
+        activity.steps += 1
+        for w in mine {
+            if w.phase == .prefill { activity.prefillTokens += w.tokens.count } else { activity.decodeTokens += w.tokens.count }
+        }
         // A work item that does not sample reports token 0; the router knows not to use it.
         let tokens = mine.map { w in
             SequenceToken(sequenceId: w.sequenceId, token: output.tokens[w.sequenceId] ?? 0,
@@ -60,8 +71,10 @@ final class AttentionRank: RemoteExperts {
     }
 
     func receive(layer: Int, into out: UnsafeMutablePointer<Float>, tokens: Int) throws {
+        let start = DispatchTime.now().uptimeNanoseconds
         _ = try world.receiveFloats(into: UnsafeMutableBufferPointer(start: out, count: tokens * runner.model.config.hiddenSize),
                                     from: router, tag: Tag.hiddenBase + layer)
+        waiting += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     }
 }
 
@@ -73,6 +86,7 @@ final class ExpertRank {
     let plane: ExpertDataPlane
     /// This rank's shard of every MoE layer, in layer order.
     let experts: [RoutedExperts]
+    private var activity = RankActivity()
 
     init(world: Communicator, router: Int, plane: ExpertDataPlane, experts: [RoutedExperts]) {
         self.world = world
@@ -87,9 +101,15 @@ final class ExpertRank {
             switch try ControlMessage.decode(bytes, from: router) {
             case .stepPlan(let plan):
                 guard plan.work.contains(where: { !$0.tokens.isEmpty }) else { continue }
-                for layer in experts { try plane.serve(layer) }
+                activity.steps += 1
+                for layer in experts {
+                    let served = try plane.serve(layer)
+                    activity.expertTokens += served.rows
+                    activity.busySeconds += served.seconds
+                }
             case .shutdown(let s):
                 if s.baselineRepetitions > 0 { _ = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: s) }
+                try world.send(bytes: ControlMessage.stats(activity.stats(rank: world.rank)).encode(senderRank: world.rank), to: router, tag: Tag.stats)
                 return
             default: throw ClusterError.unexpectedMessage(from: router, expected: "step plan or shutdown")
             }

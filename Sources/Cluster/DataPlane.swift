@@ -136,9 +136,9 @@ public final class ExpertDataPlane {
     // MARK: expert side
 
     /// Receives this rank's rows for one layer, runs `experts` on them and returns the
-    /// weighted sums. Returns the number of rows served.
+    /// weighted sums. Returns the rows served and the seconds their FFNs took.
     @discardableResult
-    public func serve(_ experts: RoutedExperts) throws -> Int {
+    public func serve(_ experts: RoutedExperts) throws -> (rows: Int, seconds: Double) {
         var counts = [Int32](repeating: 0, count: comm.size)
         try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
         let rows = Int(counts[comm.rank])
@@ -159,11 +159,12 @@ public final class ExpertDataPlane {
         let out = outgoing.floats(count)
         out.update(repeating: 0, count: rows * hidden)
         experts.accumulate(x, ldx: width, table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }), into: out)
+        let ffnSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         out[rows * hidden] = Float(Double(start - announced) / 1e9)
-        out[rows * hidden + 1] = Float(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        out[rows * hidden + 1] = Float(ffnSeconds)
         try comm.allToAllV(send: UnsafeBufferPointer(start: out, count: count), sendCounts: fromRouter(count),
                            recv: UnsafeMutableBufferPointer(start: nil, count: 0), recvCounts: none)
-        return rows
+        return (rows, ffnSeconds)
     }
 
     /// Zero counts for every rank: the side of an exchange this rank does not take part in.

@@ -10,6 +10,7 @@ import Transport
 enum Tag {
     static let stepResult = 1
     static let logits = 2
+    static let stats = 3
     /// Hidden states of MoE layer `l` travel with tag `hiddenBase + l`.
     static let hiddenBase = 100
 }
@@ -58,6 +59,8 @@ public final class RouterRank: StepExecutor {
     public var vocabSize: Int { config.vocabSize }
     public var contextLength: Int { config.maxPositionEmbeddings }
 
+    private var activity = RankActivity()
+
     /// Whether a step is under way: the other ranks are then mid-step, and only aborting
     /// the job (not a clean shutdown) can stop them.
     public private(set) var isInStep = false
@@ -66,6 +69,7 @@ public final class RouterRank: StepExecutor {
         isInStep = true
         let output = try step(plan)
         isInStep = false
+        if plan.tokenCount > 0 { activity.steps += 1 }
         return output
     }
 
@@ -130,7 +134,7 @@ public final class RouterRank: StepExecutor {
             profile.addBytes(from: a, to: world.rank, n * d * 4)
             at += n
         }
-        gates[l]!.route(x, tokens: total, into: &routing)
+        activity.busy { gates[l]!.route(x, tokens: total, into: &routing) }
         if l == routingLayer { lastRouting = planOrder(rows: rows, plan: plan) }
         let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { self.ownerOfExpert[$0] }
         let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout) { self.heldByCommRank[$0] }
@@ -179,6 +183,15 @@ public final class RouterRank: StepExecutor {
         if repetitions > 0 {
             profile.baseline = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: message)
         }
+        var activities = [activity.stats(rank: world.rank)]
+        for r in 0..<world.size where r != world.rank {
+            let (bytes, source) = try world.receive(from: r, tag: Tag.stats)
+            guard case .stats(let stats) = try ControlMessage.decode(bytes, from: source) else {
+                throw ClusterError.unexpectedMessage(from: source, expected: "stats")
+            }
+            activities.append(stats)
+        }
+        profile.activity = activities.sorted { $0.rank < $1.rank }.map { ($0, layout.role(of: $0.rank).rawValue) }
     }
 }
 

@@ -230,6 +230,14 @@ import Glibc
         let result = try Conclave.mpi(ranks: 4, ["generate", "--model", Conclave.fixture("v3-sigmoid-grouped").path, "--tokens", "0,5,6",
                                                  "--max-tokens", "4", "--profile-out", profile.path])
         try #require(result.succeeded, "cluster run failed\n\(result.report)")
+        // Every rank reported its activity; the expert ranks' rows agree with the router's dispatch counts.
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: profile)) as? [String: Any])
+        let activity = try #require(json["rank_activity"] as? [[String: Any]])
+        #expect(activity.compactMap { $0["role"] as? String } == ["router", "attention", "expert", "expert"])
+        let served = activity.compactMap { $0["expert_rows"] as? Int }.reduce(0, +)
+        let layers = try #require(json["layers"] as? [[String: Any]])
+        let dispatched = layers.flatMap { ($0["rows_per_expert_rank"] as? [String: Int] ?? [:]).values }.reduce(0, +)
+        #expect(served == dispatched && served > 0, "expert ranks served \(served) rows, the router dispatched \(dispatched)")
         let plot = Process()
         plot.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         plot.arguments = ["python3", Conclave.packageRoot.appendingPathComponent("tools/plot-profile").path, profile.path, svg.path]
