@@ -6,7 +6,7 @@ import Foundation
 public enum FP8 {
     /// `value · 2⁻¹²⁰` of the E4M3 byte in each of the four byte positions of the lanes:
     /// element `k` holds byte `k` of every lane (so 64 consecutive bytes come out as columns
-    /// `4i + k` in vector `k`; activations are reordered to match by `reorder`).
+    /// `4i + k` in vector `k`; activations are put in that order by `LaneOrder.gather`).
     @inline(__always)
     static func split(_ l: SIMD16<UInt32>) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
         // Byte k shifted to the top, then arithmetically right by 4: its sign stays in bit 31
@@ -28,29 +28,6 @@ public enum FP8 {
         return Float(bitPattern: ((x & 0x80) << 24) | ((x & 0x7F) << 20)) * 0x1p120
     }
 
-    /// Columns in the "quad" order `split` produces, each times `factor`: in each full
-    /// 64-column block, column `4i + k` goes to `16k + i`; a ragged tail keeps its order.
-    static func reorder(_ x: UnsafePointer<Float>, cols: Int, factor: Float, into out: UnsafeMutablePointer<Float>) {
-        let blocks = cols & ~63
-        for b in stride(from: 0, to: blocks, by: 64) {
-            for i in 0..<16 {
-                for k in 0..<4 { out[b + 16 * k + i] = x[b + 4 * i + k] * factor }
-            }
-        }
-        for c in blocks..<cols { out[c] = x[c] * factor }
-    }
-
-    /// The inverse of `reorder`, times `factor`.
-    static func restore(_ x: UnsafePointer<Float>, cols: Int, factor: Float, into out: UnsafeMutablePointer<Float>) {
-        let blocks = cols & ~63
-        for b in stride(from: 0, to: blocks, by: 64) {
-            for i in 0..<16 {
-                for k in 0..<4 { out[b + 4 * i + k] = x[b + 16 * k + i] * factor }
-            }
-        }
-        for c in blocks..<cols { out[c] = x[c] * factor }
-    }
-
     /// Whether the SIMD kernels apply: every tile is a whole number of 64-column blocks
     /// (DeepSeek's 128 × 128), so a block never straddles two scales.
     @inline(__always)
@@ -62,7 +39,7 @@ public enum FP8 {
     static let activationFactor: Float = 0x1p64
     static let scaleFactor: Float = 0x1p56
 
-    /// `y[r] = Σ_c W[r, c] · x[c]` for `rows`, one token. `quad` is `x` through `reorder`
+    /// `y[r] = Σ_c W[r, c] · x[c]` for `rows`, one token. `quad` is `x` through `LaneOrder.gather`
     /// with `activationFactor` when `fast(w)`, else unused; `x` is in natural order.
     static func rows1(_ w: FP8Blocks, cols: Int, rows: Range<Int>, quad: UnsafePointer<Float>,
                       x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
@@ -106,7 +83,7 @@ public enum FP8 {
     public static let maximumSharedTokens = 16
 
     /// `y[t, r]` for `rows` and `tokens` (at most `maximumSharedTokens`), `fast(w)` only:
-    /// `quad` holds every token's activations through `reorder` (`activationFactor`), `cols`
+    /// `quad` holds every token's activations through `LaneOrder.gather` (`activationFactor`), `cols`
     /// apart; `x`'s tail columns are read in natural order. Four tokens per pass over a row
     /// (the row stays in L1 for the next four), each decoded block feeding all four.
     static func rowsMany(_ w: FP8Blocks, cols: Int, rows: Range<Int>, tokens: Int, quad: UnsafePointer<Float>,
@@ -202,7 +179,7 @@ public enum FP8 {
             }
         }
         if let pool { pool.parallelFor(rows, grain: 16, body) } else { body(0..<rows) }
-        for t in 0..<tokens { reorder(x + t * ldx, cols: cols, factor: 1, into: xq + t * cols) }
+        for t in 0..<tokens { LaneOrder.gather(x + t * ldx, cols: cols, perLane: 4, into: xq + t * cols) }
         let matrix = WeightMatrix(rows: rows, cols: cols, storage: .bf16(wb), owner: weights)
         return BF16Matmul.multiply(matrix, xq, y, tokens: tokens, ldx: cols, ldy: ldy, pool: pool)
     }
@@ -246,7 +223,7 @@ public enum FP8 {
                     c += 1
                 }
             }
-            restore(acc, cols: cols, factor: scaleFactor, into: y)
+            LaneOrder.scatter(acc, cols: cols, perLane: 4, factor: scaleFactor, into: y)
         }
     }
 }

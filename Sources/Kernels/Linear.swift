@@ -3,11 +3,11 @@ internal import COpenBLAS
 /// `y = x · Wᵀ`: the projection every layer is made of.
 ///
 /// f32 weights go to OpenBLAS. bf16 weights stay bf16: a single token is bound by the
-/// bytes of weight it streams, so a SIMD kernel widens each 16-lane chunk in registers
-/// (no f32 copy of the matrix); from two tokens on, oneDNN's bf16 matmul (AVX-512 BF16)
-/// wins (`BF16Matmul`, measured in docs/PERFORMANCE.md). Block-scaled FP8 weights stay FP8:
-/// up to `FP8.maximumSharedTokens` tokens run SIMD kernels that decode bytes in registers
-/// (`FP8`); more dequantise row chunks to f32 for OpenBLAS.
+/// bytes of weight it streams, so a SIMD kernel decodes weights in registers (no f32
+/// copy of the matrix); from two tokens on, oneDNN's bf16 matmul (AVX-512 BF16) wins
+/// (`BF16Matmul`, measured in docs/PERFORMANCE.md). Block-scaled FP8 weights stay FP8:
+/// up to `FP8.maximumSharedTokens` tokens run SIMD kernels (`FP8`); more go to oneDNN
+/// through a bf16 copy, or — for `exact` products — to OpenBLAS through f32 row chunks.
 public enum Linear {
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`; row `t` of `x` starts at `t · ldx`
     /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`). `exact` keeps
@@ -27,37 +27,15 @@ public enum Linear {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows.count), Int32(cols),
                             1, xp, Int32(ldx), wp + rows.lowerBound * cols, Int32(cols), 0, yp + rows.lowerBound, Int32(ldy))
             }
-        case .bf16(let p):
+        case .bf16:
             if !exact, tokens >= BF16Matmul.minimumTokens, BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * cols) { buffer in
-                let paired = buffer.baseAddress!
-                for t in 0..<tokens { BF16Pairs.reorder(x + t * ldx, cols: cols, into: paired + t * cols) }
-                parallelRows(w.rows, grain: 8, pool) { rows in
-                    BF16Dot.rows(p, cols: cols, rows: rows, paired: paired, x: xp, ldx: ldx, y: yp, ldy: ldy, tokens: tokens)
-                }
-            }
+            SIMDRows.apply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool)
         case .fp8(let q):
+            if SIMDRows.takes(w, tokens: tokens) {
+                SIMDRows.apply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool)
+                return
+            }
             let fast = FP8.fast(q)
-            if tokens == 1 {
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
-                    let quad = buffer.baseAddress!
-                    if fast { FP8.reorder(xp, cols: cols, factor: FP8.activationFactor, into: quad) }
-                    parallelRows(w.rows, grain: 8, pool) { rows in
-                        FP8.rows1(q, cols: cols, rows: rows, quad: quad, x: xp, y: yp)
-                    }
-                }
-                return
-            }
-            if fast, tokens <= FP8.maximumSharedTokens {
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * cols) { buffer in
-                    let quad = buffer.baseAddress!
-                    for t in 0..<tokens { FP8.reorder(xp + t * ldx, cols: cols, factor: FP8.activationFactor, into: quad + t * cols) }
-                    parallelRows(w.rows, grain: 8, pool) { rows in
-                        FP8.rowsMany(q, cols: cols, rows: rows, tokens: tokens, quad: quad, x: xp, ldx: ldx, y: yp, ldy: ldy)
-                    }
-                }
-                return
-            }
             if fast, !exact, tokens >= FP8.matmulTokens, FP8.multiplyBF16(q, rows: w.rows, cols: cols, xp, ldx: ldx, yp, ldy: ldy, tokens: tokens, pool: pool) {
                 return
             }
@@ -65,7 +43,7 @@ public enum Linear {
             // chunks (in the kernel's column order, the activations reordered to match) and
             // multiplies them with OpenBLAS, activations kept in f32.
             withUnsafeTemporaryAllocation(of: Float.self, capacity: fast ? tokens * cols : 1) { buffer in
-                if fast { for t in 0..<tokens { FP8.reorder(xp + t * ldx, cols: cols, factor: 1, into: buffer.baseAddress! + t * cols) } }
+                if fast { for t in 0..<tokens { LaneOrder.gather(xp + t * ldx, cols: cols, perLane: 4, into: buffer.baseAddress! + t * cols) } }
                 let xa = fast ? UnsafePointer(buffer.baseAddress!) : xp, lda = fast ? cols : ldx
                 parallelRows(w.rows, grain: 16, pool) { rows in
                     let chunk = 64
@@ -118,7 +96,7 @@ public enum Linear {
                     }
                     while c < cols { acc[c] += x[r] * BF16.toFloat(p[r * cols + c]); c += 1 }
                 }
-                BF16Pairs.restore(acc, cols: cols, into: y)
+                LaneOrder.scatter(acc, cols: cols, perLane: 2, into: y)
             }
         case .fp8(let q):
             FP8.transposed(q, rows: w.rows, cols: w.cols, x, y)
@@ -129,40 +107,15 @@ public enum Linear {
 /// bf16 weights read two at a time: a 32-bit lane holds element 2i in its low half and
 /// 2i+1 in its high half, so their f32 values are the lane shifted left by 16 and the lane
 /// with its low half cleared — two bit operations, no widening conversion. Activations are
-/// reordered once per call to match: in each 32-column block, the 16 even columns, then
-/// the 16 odd ones.
+/// put in that order once per product (`LaneOrder`, two weights per lane).
 enum BF16Pairs {
     @inline(__always)
     static func split(_ lanes: SIMD16<UInt32>) -> (even: SIMD16<Float>, odd: SIMD16<Float>) {
         (unsafeBitCast(lanes &<< 16, to: SIMD16<Float>.self), unsafeBitCast(lanes & 0xFFFF_0000, to: SIMD16<Float>.self))
     }
-
-    /// Even-then-odd order per 32-column block; a ragged tail keeps its order.
-    static func reorder(_ x: UnsafePointer<Float>, cols: Int, into out: UnsafeMutablePointer<Float>) {
-        let blocks = cols & ~31
-        for b in stride(from: 0, to: blocks, by: 32) {
-            for i in 0..<16 {
-                out[b + i] = x[b + 2 * i]
-                out[b + 16 + i] = x[b + 2 * i + 1]
-            }
-        }
-        (out + blocks).update(from: x + blocks, count: cols - blocks)
-    }
-
-    /// The inverse of `reorder`.
-    static func restore(_ x: UnsafePointer<Float>, cols: Int, into out: UnsafeMutablePointer<Float>) {
-        let blocks = cols & ~31
-        for b in stride(from: 0, to: blocks, by: 32) {
-            for i in 0..<16 {
-                out[b + 2 * i] = x[b + i]
-                out[b + 2 * i + 1] = x[b + 16 + i]
-            }
-        }
-        (out + blocks).update(from: x + blocks, count: cols - blocks)
-    }
 }
 
-/// Dot products of bf16 weight rows with f32 activations (reordered by `BF16Pairs`).
+/// Dot products of bf16 weight rows with f32 activations in lane order.
 enum BF16Dot {
     /// `y[t, r]` for `rows` and every token. One token is the case that matters (two or
     /// more go to oneDNN); several land here only when oneDNN declines a product.
@@ -233,24 +186,101 @@ extension Linear {
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool = .shared) {
         var fused: [LinearJob] = []
         for j in jobs {
-            if case .bf16 = j.weight.storage, j.tokens < BF16Matmul.minimumTokens {
-                fused.append(j)
-            } else if case .fp8(let q) = j.weight.storage, j.tokens == 1 || (FP8.fast(q) && j.tokens <= FP8.maximumSharedTokens) {
+            if SIMDRows.takes(j.weight, tokens: j.tokens) {
                 fused.append(j)
             } else {
                 apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool)
             }
         }
         guard !fused.isEmpty else { return }
-        let jobs = fused
-        var starts = [Int](), total = 0
-        for j in jobs { starts.append(total); total += j.weight.rows }
-        let ends = starts.indices.map { starts[$0] + jobs[$0].weight.rows }
-        pool.parallelFor(total, grain: 8) { range in
-            for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && ends[i] > range.lowerBound {
-                let lo = max(range.lowerBound, starts[i]) - starts[i], hi = min(range.upperBound, ends[i]) - starts[i]
-                apply(j.weight.rows(lo..<hi), j.x, j.y + lo, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: nil)
+        // Each distinct input is put in lane order once (gate and up projections share theirs).
+        var ordered: [Int] = [], size = 0
+        var first: [Bool] = []
+        for (i, j) in fused.enumerated() {
+            let same = fused[..<i].firstIndex { $0.x == j.x && $0.tokens == j.tokens && SIMDRows.sameOrder($0.weight, j.weight) }
+            first.append(same == nil)
+            ordered.append(same.map { ordered[$0] } ?? size)
+            if same == nil { size += j.tokens * j.weight.cols }
+        }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(size, 1)) { buffer in
+            let base = buffer.baseAddress!
+            for (i, j) in fused.enumerated() where first[i] {
+                SIMDRows.order(j.weight, j.x, tokens: j.tokens, ldx: j.ldx, into: base + ordered[i])
             }
+            var starts = [Int](), total = 0
+            for j in fused { starts.append(total); total += j.weight.rows }
+            pool.parallelFor(total, grain: 8) { range in
+                for (i, j) in fused.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
+                    let rows = max(range.lowerBound, starts[i]) - starts[i] ..< min(range.upperBound, starts[i] + j.weight.rows) - starts[i]
+                    SIMDRows.rows(j.weight, rows, ordered: base + ordered[i], j.x, ldx: j.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
+                }
+            }
+        }
+    }
+}
+
+/// The products that run on the SIMD kernels (`BF16Dot`, `FP8`): which ones they take,
+/// their activations in the kernels' lane order, and rows of the result.
+enum SIMDRows {
+    /// Whether `w` at `tokens` tokens is a SIMD product, not a oneDNN or OpenBLAS one.
+    static func takes(_ w: WeightMatrix, tokens: Int) -> Bool {
+        switch w.storage {
+        case .f32: false
+        case .bf16: tokens < BF16Matmul.minimumTokens
+        case .fp8(let q): tokens == 1 || (FP8.fast(q) && tokens <= FP8.maximumSharedTokens)
+        }
+    }
+
+    /// The lane order `w`'s kernel reads activations in, or nil when it reads them as they are.
+    private static func laneOrder(_ w: WeightMatrix) -> (perLane: Int, factor: Float)? {
+        switch w.storage {
+        case .f32: nil
+        case .bf16: (2, 1)
+        case .fp8(let q): FP8.fast(q) ? (4, FP8.activationFactor) : nil
+        }
+    }
+
+    /// Whether two weights read the same input in the same order.
+    static func sameOrder(_ a: WeightMatrix, _ b: WeightMatrix) -> Bool {
+        guard a.cols == b.cols else { return false }
+        switch (laneOrder(a), laneOrder(b)) {
+        case (nil, nil): return true
+        case let (p?, q?): return p.perLane == q.perLane && p.factor == q.factor
+        default: return false
+        }
+    }
+
+    /// `tokens` rows of `x` (each `w.cols` long, `ldx` apart) into `out` in `w`'s lane order.
+    static func order(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int, ldx: Int, into out: UnsafeMutablePointer<Float>) {
+        guard let (perLane, factor) = laneOrder(w) else { return }
+        for t in 0..<tokens { LaneOrder.gather(x + t * ldx, cols: w.cols, perLane: perLane, factor: factor, into: out + t * w.cols) }
+    }
+
+    /// `y[t, r]` for `rows` of `w`; `ordered` is `x` through `order`.
+    @inline(__always)
+    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, ordered: UnsafePointer<Float>, _ x: UnsafePointer<Float>, ldx: Int,
+                     _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int) {
+        switch w.storage {
+        case .f32: preconditionFailure("f32 products run on OpenBLAS")
+        case .bf16(let p):
+            BF16Dot.rows(p, cols: w.cols, rows: rows, paired: ordered, x: x, ldx: ldx, y: y, ldy: ldy, tokens: tokens)
+        case .fp8(let q):
+            if tokens == 1 {
+                FP8.rows1(q, cols: w.cols, rows: rows, quad: ordered, x: x, y: y)
+            } else {
+                FP8.rowsMany(q, cols: w.cols, rows: rows, tokens: tokens, quad: ordered, x: x, ldx: ldx, y: y, ldy: ldy)
+            }
+        }
+    }
+
+    /// One product on the pool (or this thread when `pool` is nil).
+    static func apply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                      tokens: Int, ldx: Int, ldy: Int, pool: ComputePool?) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * w.cols) { buffer in
+            let ordered = buffer.baseAddress!
+            order(w, x, tokens: tokens, ldx: ldx, into: ordered)
+            let body: (Range<Int>) -> Void = { rows(w, $0, ordered: ordered, x, ldx: ldx, y, ldy: ldy, tokens: tokens) }
+            if let pool { pool.parallelFor(w.rows, grain: 8, body) } else { body(0..<w.rows) }
         }
     }
 }
