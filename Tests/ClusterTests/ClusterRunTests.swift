@@ -286,15 +286,7 @@ import Glibc
     /// ranks 1-3 a copy whose config.json differs.
     @Test func differingModelCopiesStopTheJob() throws {
         let original = Conclave.fixture("v3-sigmoid-grouped")
-        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-copy-\(getpid())")
-        try? FileManager.default.removeItem(at: copy)
-        try FileManager.default.createDirectory(at: copy, withIntermediateDirectories: true)
-        for file in try FileManager.default.contentsOfDirectory(atPath: original.path) where file != "config.json" {
-            try FileManager.default.createSymbolicLink(at: copy.appendingPathComponent(file), withDestinationURL: original.appendingPathComponent(file))
-        }
-        var config = try JSONSerialization.jsonObject(with: Data(contentsOf: original.appendingPathComponent("config.json"))) as! [String: Any]
-        config["rms_norm_eps"] = 1e-5
-        try JSONSerialization.data(withJSONObject: config).write(to: copy.appendingPathComponent("config.json"))
+        let copy = try Conclave.fixtureCopy("v3-sigmoid-grouped", as: "copy") { $0["rms_norm_eps"] = 1e-5 }
         defer { try? FileManager.default.removeItem(at: copy) }
 
         let arguments = ["logits", "--tokens", "0,5,6", "--model"]

@@ -228,17 +228,22 @@ enum Conclave {
     }
 
     /// `name` with a context long enough for a generation that outlasts the test's actions
-    /// (generation stops at `max_position_embeddings`): links to its files, a longer config.
+    /// (generation stops at `max_position_embeddings`).
     static func longContextFixture(_ name: String) throws -> URL {
+        try fixtureCopy(name, as: "long") { $0["max_position_embeddings"] = 1 << 20 }
+    }
+
+    /// A temporary copy of fixture `name`: links to its files and an edited config.json.
+    static func fixtureCopy(_ name: String, as label: String, editing edit: (inout [String: Any]) -> Void) throws -> URL {
         let source = fixture(name)
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-long-\(name)-\(getpid())")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-\(label)-\(name)-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         for file in try FileManager.default.contentsOfDirectory(atPath: source.path) where file != "config.json" {
             try FileManager.default.createSymbolicLink(at: dir.appendingPathComponent(file), withDestinationURL: source.appendingPathComponent(file))
         }
         var config = try JSONSerialization.jsonObject(with: Data(contentsOf: source.appendingPathComponent("config.json"))) as! [String: Any]
-        config["max_position_embeddings"] = 1 << 20
+        edit(&config)
         try JSONSerialization.data(withJSONObject: config).write(to: dir.appendingPathComponent("config.json"))
         return dir
     }
