@@ -68,16 +68,18 @@ public struct AttentionBatch {
         public var startPosition: Int { cache.length }
     }
 
-    public var slices: [Slice]
-    public var tokenCount: Int { slices.reduce(0) { $0 + $1.count } }
+    public let slices: [Slice]
+    public let tokenCount: Int
+    /// Position of every token in its sequence, in token-row order (fixed for the step:
+    /// caches only grow at `commit`).
+    public let positions: [Int]
 
-    public init(slices: [Slice]) { self.slices = slices }
-
-    /// Positions of every token, in token-row order.
-    public var positions: [Int] {
-        var out = [Int](repeating: 0, count: tokenCount)
-        for s in slices { for i in 0..<s.count { out[s.first + i] = s.startPosition + i } }
-        return out
+    public init(slices: [Slice]) {
+        self.slices = slices
+        tokenCount = slices.reduce(0) { $0 + $1.count }
+        var positions = [Int](repeating: 0, count: tokenCount)
+        for s in slices { for i in 0..<s.count { positions[s.first + i] = s.startPosition + i } }
+        self.positions = positions
     }
 
     /// Makes room in every cache for the step's tokens, before the first layer writes them.
