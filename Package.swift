@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "Experts", dependencies: ["Kernels", "Checkpoint"], swiftSettings: fast),
         .target(name: "Model", dependencies: ["Kernels", "Checkpoint", "Attention", "Routing", "Experts"], swiftSettings: fast),
         .target(name: "Sampling", swiftSettings: fast),
-        .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Tokenizer"]),
+        .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Sampling", "Tokenizer"]),
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
         .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer"]),
         .executableTarget(name: "conclave", dependencies: [

@@ -247,7 +247,7 @@ public final class Checkpoint: @unchecked Sendable {
             }
         case .bf16:
             return [Float](unsafeUninitializedCapacity: n) { buf, initialized in
-                if n > 0 { FloatConversion.bf16ToF32(raw.baseAddress!, to: buf.baseAddress!, count: n) }
+                if n > 0 { BF16.widen(raw.baseAddress!, to: buf.baseAddress!, count: n) }
                 initialized = n
             }
         case .f16:

@@ -74,23 +74,6 @@ public enum FloatConversion {
         }
     }
 
-    // MARK: BF16
-
-    /// Widens `count` bfloat16 values at `src` (any alignment) to f32.
-    public static func bf16ToF32(_ src: UnsafeRawPointer, to dst: UnsafeMutablePointer<Float>, count: Int) {
-        let d = UnsafeMutableRawPointer(dst)
-        var i = 0
-        while i + 16 <= count {
-            d.storeBytes(of: BF16.widen(src.loadUnaligned(fromByteOffset: i * 2, as: SIMD16<UInt16>.self)),
-                         toByteOffset: i * 4, as: SIMD16<Float>.self)
-            i += 16
-        }
-        while i < count {
-            dst[i] = BF16.toFloat(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self))
-            i += 1
-        }
-    }
-
     // MARK: F8 E4M3
 
     @inline(__always)

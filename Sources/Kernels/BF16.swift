@@ -16,13 +16,14 @@ public enum BF16 {
         return UInt16(truncatingIfNeeded: rounded >> 16)
     }
 
-    public static func widen(_ src: UnsafePointer<UInt16>, to dst: UnsafeMutablePointer<Float>, count: Int) {
+    /// Widens `count` bfloat16 values at `src` (any alignment) to f32.
+    public static func widen(_ src: UnsafeRawPointer, to dst: UnsafeMutablePointer<Float>, count: Int) {
+        let d = UnsafeMutableRawPointer(dst)
         var i = 0
-        let s = UnsafeRawPointer(src), d = UnsafeMutableRawPointer(dst)
         while i + 16 <= count {
-            d.storeBytes(of: widen(s.loadUnaligned(fromByteOffset: i * 2, as: SIMD16<UInt16>.self)), toByteOffset: i * 4, as: SIMD16<Float>.self)
+            d.storeBytes(of: widen(src.loadUnaligned(fromByteOffset: i * 2, as: SIMD16<UInt16>.self)), toByteOffset: i * 4, as: SIMD16<Float>.self)
             i += 16
         }
-        while i < count { dst[i] = toFloat(src[i]); i += 1 }
+        while i < count { dst[i] = toFloat(src.loadUnaligned(fromByteOffset: i * 2, as: UInt16.self)); i += 1 }
     }
 }

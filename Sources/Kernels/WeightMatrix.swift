@@ -48,7 +48,7 @@ public struct WeightMatrix: @unchecked Sendable {
     public func copyRow(_ r: Int, to out: UnsafeMutablePointer<Float>) {
         switch storage {
         case .f32(let p): out.update(from: p + r * cols, count: cols)
-        case .bf16(let p): BF16.widen(p + r * cols, to: out, count: cols)
+        case .bf16(let p): BF16.widen(UnsafeRawPointer(p + r * cols), to: out, count: cols)
         case .fp8(let q):
             let row = q.bytes + r * cols, scales = q.scaleRow(r)
             for c in 0..<cols { out[c] = FP8.toFloat(row[c]) * scales[c / q.blockCols] }

@@ -1,6 +1,7 @@
 import Checkpoint
 import Foundation
 import Kernels
+import Sampling
 import Tokenizer
 
 /// Writes a model directory in the real Hugging Face layout (config.json, safetensors in
@@ -41,7 +42,7 @@ public enum SyntheticCheckpoint {
         case nearOne(std: Float)
 
         func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, seed: UInt64) {
-            var rng = SplitMix64(seed: seed)
+            var rng = RandomSource(seed: seed)
             let count = buffer.count / dtype.byteSize
             let (base, spread): (Float, Float) = switch self {
             case .ones: (1, 0)
@@ -49,7 +50,8 @@ public enum SyntheticCheckpoint {
             case .nearOne(let std): (1, std * Float(3).squareRoot())
             }
             for i in 0..<count {
-                let v = base + spread * rng.nextSigned()
+                // Uniform in [-1, 1) from the top 24 bits.
+                let v = base + spread * (Float(rng.next() >> 40) * (2 / Float(1 << 24)) - 1)
                 switch dtype {
                 case .bf16: buffer.storeBytes(of: BF16.fromFloat(v), toByteOffset: i * 2, as: UInt16.self)
                 default: buffer.storeBytes(of: v, toByteOffset: i * 4, as: Float.self)
@@ -103,24 +105,5 @@ public enum SyntheticCheckpoint {
         out.append(norm("model.norm.weight", h))
         out.append(linear("lm_head.weight", c.vocabSize, h, gain: 1))
         return out
-    }
-}
-
-/// SplitMix64: a small, fast, well-mixed generator; one stream per tensor.
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    /// Uniform in [-1, 1).
-    mutating func nextSigned() -> Float {
-        Float(next() >> 40) * (2 / Float(1 << 24)) - 1
     }
 }

@@ -1,10 +1,10 @@
 /// xoshiro256** (Blackman and Vigna), seeded through SplitMix64: fast,
 /// statistically strong, and the same on every platform, so a seed
-/// reproduces a generation exactly.
-struct RandomSource: RandomNumberGenerator, Sendable {
+/// reproduces a generation (or a synthetic checkpoint) exactly.
+public struct RandomSource: RandomNumberGenerator, Sendable {
     private var state: (UInt64, UInt64, UInt64, UInt64)
 
-    init(seed: UInt64) {
+    public init(seed: UInt64) {
         var mix = seed
         func splitMix() -> UInt64 {
             mix &+= 0x9E37_79B9_7F4A_7C15
@@ -16,7 +16,7 @@ struct RandomSource: RandomNumberGenerator, Sendable {
         state = (splitMix(), splitMix(), splitMix(), splitMix())
     }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         let result = rotateLeft(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
         state.2 ^= state.0

@@ -1,10 +1,11 @@
-import Logging
 import ArgumentParser
 import Attention
 import Checkpoint
 import Foundation
 import Kernels
+import Logging
 import Model
+import Sampling
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -58,10 +59,13 @@ struct Bench: ParsableCommand {
                     _ = try deepseek.forward(tokens: Array(prompt.prefix(16)), batch: batch([cache], count: 16), logitRows: [15])
                 }
                 var next = Array(prompt.prefix(b))
+                var greedy = try Sampler(.greedy)
                 let seconds = try time {
                     for _ in 0..<decodeSteps {
                         let logits = try deepseek.forward(tokens: next, batch: batch(caches, count: 1), logitRows: Array(0..<b))
-                        next = (0..<b).map { i in argmax(logits[i * vocab ..< (i + 1) * vocab]) }
+                        next = logits.withUnsafeBufferPointer { all in
+                            (0..<b).map { i in greedy.sample(logits: UnsafeBufferPointer(rebasing: all[i * vocab ..< (i + 1) * vocab])) }
+                        }
                     }
                 }
                 return Double(decodeSteps * b) / seconds
@@ -89,9 +93,5 @@ struct Bench: ParsableCommand {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    }
-
-    private func argmax(_ row: ArraySlice<Float>) -> Int {
-        row.indices.max { row[$0] < row[$1] }! - row.startIndex
     }
 }

@@ -1,8 +1,8 @@
-import Logging
 import ArgumentParser
 import Checkpoint
 import Engine
 import Foundation
+import Logging
 import Tokenizer
 
 struct Generate: ParsableCommand {

@@ -1,6 +1,6 @@
-import Logging
 import ArgumentParser
 import Foundation
+import Logging
 import Presets
 
 struct InitModel: ParsableCommand {
