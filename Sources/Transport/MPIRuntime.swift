@@ -66,6 +66,11 @@ public enum MPIRuntime {
         getenv("OMPI_COMM_WORLD_SIZE") != nil || getenv("PMIX_RANK") != nil
     }
 
+    /// The number of ranks mpirun started, readable before MPI starts (1 without mpirun).
+    public static var launchedWorldSize: Int {
+        getenv("OMPI_COMM_WORLD_SIZE").flatMap { Int(String(cString: $0)) } ?? 1
+    }
+
     /// The name MPI gives this node (the host name before MPI is started).
     public static var processorName: String {
         var flag: Int32 = 0

@@ -1,9 +1,10 @@
 import ArgumentParser
 import Attention
-import Engine
 import Checkpoint
+import Engine
 import Foundation
 import Model
+import Transport
 
 struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -60,8 +61,7 @@ struct Logits: ParsableCommand {
     }
 
     func validate() throws {
-        let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
-        if attention != .auto && ranks > 1 {
+        if attention != .auto && MPIRuntime.launchedWorldSize > 1 {
             throw ValidationError("--attention applies to one process; under mpirun the attention ranks choose per slice")
         }
     }
