@@ -22,6 +22,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
     ],
     targets: [
         // C bridges: module maps over the C libraries; Transport and ControlPlane wrap MPI and
@@ -48,8 +53,23 @@ let package = Package(
         .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Sampling", "Tokenizer"]),
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
         .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer"]),
+
+        // Serving: OpenAI's schema at the edge, the engine loop behind a queue, HTTP in front.
+        .target(name: "OpenAIAPI"),
+        .target(name: "Serving", dependencies: ["Engine", "Sampling", "Tokenizer", .product(name: "Metrics", package: "swift-metrics"),
+                                                .product(name: "Logging", package: "swift-log")]),
+        .target(name: "HTTPServer", dependencies: [
+            "OpenAIAPI", "Serving", "Engine", "Sampling", "Tokenizer",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "ServeBenchmark", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
+            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -62,5 +82,10 @@ let package = Package(
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ControlPlane"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane"]),
+        .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
+        .testTarget(name: "HTTPServerTests", dependencies: [
+            "ServeBenchmark", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
     ]
 )

@@ -1113,7 +1113,7 @@ const ProtobufCMessageDescriptor conclave__v1__submit_request__descriptor =
   (ProtobufCMessageInit) conclave__v1__submit_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor conclave__v1__sequence_work__field_descriptors[9] =
+static const ProtobufCFieldDescriptor conclave__v1__sequence_work__field_descriptors[11] =
 {
   {
     "sequence_id",
@@ -1223,10 +1223,35 @@ static const ProtobufCFieldDescriptor conclave__v1__sequence_work__field_descrip
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "logprobs",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__SequenceWork, logprobs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_logprobs",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__SequenceWork, top_logprobs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned conclave__v1__sequence_work__field_indices_by_name[] = {
   1,   /* field[1] = attention_rank */
   8,   /* field[8] = capacity */
+  9,   /* field[9] = logprobs */
   2,   /* field[2] = phase */
   7,   /* field[7] = return_logits */
   5,   /* field[5] = sample */
@@ -1234,11 +1259,12 @@ static const unsigned conclave__v1__sequence_work__field_indices_by_name[] = {
   0,   /* field[0] = sequence_id */
   4,   /* field[4] = start_position */
   3,   /* field[3] = tokens */
+  10,   /* field[10] = top_logprobs */
 };
 static const ProtobufCIntRange conclave__v1__sequence_work__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor conclave__v1__sequence_work__descriptor =
 {
@@ -1248,7 +1274,7 @@ const ProtobufCMessageDescriptor conclave__v1__sequence_work__descriptor =
   "Conclave__V1__SequenceWork",
   "conclave.v1",
   sizeof(Conclave__V1__SequenceWork),
-  9,
+  11,
   conclave__v1__sequence_work__field_descriptors,
   conclave__v1__sequence_work__field_indices_by_name,
   1,  conclave__v1__sequence_work__number_ranges,
@@ -1319,7 +1345,7 @@ const ProtobufCMessageDescriptor conclave__v1__step_plan__descriptor =
   (ProtobufCMessageInit) conclave__v1__step_plan__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor conclave__v1__sequence_token__field_descriptors[3] =
+static const ProtobufCFieldDescriptor conclave__v1__sequence_token__field_descriptors[7] =
 {
   {
     "sequence_id",
@@ -1357,16 +1383,68 @@ static const ProtobufCFieldDescriptor conclave__v1__sequence_token__field_descri
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "logprob",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__SequenceToken, logprob),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_ids",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_INT32,
+    offsetof(Conclave__V1__SequenceToken, n_top_ids),
+    offsetof(Conclave__V1__SequenceToken, top_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "top_logprobs",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Conclave__V1__SequenceToken, n_top_logprobs),
+    offsetof(Conclave__V1__SequenceToken, top_logprobs),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "has_logprobs",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__SequenceToken, has_logprobs),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned conclave__v1__sequence_token__field_indices_by_name[] = {
+  6,   /* field[6] = has_logprobs */
   2,   /* field[2] = logits_rows */
+  3,   /* field[3] = logprob */
   0,   /* field[0] = sequence_id */
   1,   /* field[1] = token */
+  4,   /* field[4] = top_ids */
+  5,   /* field[5] = top_logprobs */
 };
 static const ProtobufCIntRange conclave__v1__sequence_token__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 3 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor conclave__v1__sequence_token__descriptor =
 {
@@ -1376,7 +1454,7 @@ const ProtobufCMessageDescriptor conclave__v1__sequence_token__descriptor =
   "Conclave__V1__SequenceToken",
   "conclave.v1",
   sizeof(Conclave__V1__SequenceToken),
-  3,
+  7,
   conclave__v1__sequence_token__field_descriptors,
   conclave__v1__sequence_token__field_indices_by_name,
   1,  conclave__v1__sequence_token__number_ranges,

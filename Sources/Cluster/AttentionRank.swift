@@ -43,7 +43,7 @@ final class AttentionRank: RemoteExperts {
             Engine.StepPlan.Work(sequence: w.sequenceId, tokens: w.tokens, startPosition: w.startPosition, samples: w.sample,
                                  returnsLogits: w.returnLogits,
                                  joining: w.sampling,
-                                 capacity: w.capacity)
+                                 capacity: w.capacity, logprobs: w.logprobs)
         }, finished: plan.finishedSequences)
         waiting = 0
         let output = try activity.busy { try runner.execute(local) }
@@ -56,7 +56,7 @@ final class AttentionRank: RemoteExperts {
         // A work item that does not sample reports token 0; the router knows not to use it.
         let tokens = mine.map { w in
             SequenceToken(sequenceId: w.sequenceId, token: output.tokens[w.sequenceId] ?? 0,
-                          logitsRows: w.returnLogits ? w.tokens.count : 0)
+                          logitsRows: w.returnLogits ? w.tokens.count : 0, logprobs: output.logprobs[w.sequenceId])
         }
         try world.send(bytes: ControlMessage.stepResult(StepResult(step: plan.step, tokens: tokens)).encode(senderRank: world.rank),
                        to: router, tag: Tag.stepResult)

@@ -20,7 +20,7 @@ enum Tag {
 /// rank its tokens, and collects the sampled tokens. It is the `StepExecutor` the
 /// `Generator` drives, so requests, stop conditions and streaming are the same code as
 /// in one process.
-public final class RouterRank: StepExecutor {
+public final class RouterRank: StepExecutor, ReportsMoELayers {
     let world: Communicator
     let plane: ExpertDataPlane
     let layout: ClusterLayout
@@ -32,13 +32,14 @@ public final class RouterRank: StepExecutor {
     /// The expert-communicator rank holding each routed expert, and the experts each holds.
     let ownerOfExpert: [Int]
     let heldByCommRank: [Set<Int>]
-    private var homes: [UInt64: Int] = [:]
-    private var live: [Int: Int] = [:]
     private var routing = RoutingTable(topK: 1)
     private let hidden = Scratch(), combined = Scratch()
     /// Routing of `routingLayer` in the last step, in plan token order.
     public var routingLayer: Int?
     public private(set) var lastRouting: [[Int]] = []
+    private var layerSamples: [MoELayerSample] = []
+    /// Keep per-step layer samples for `takeMoELayerSamples` (a server's metrics).
+    public var collectsLayerSamples = false
 
     init(world: Communicator, expertComm: Communicator, expertCommRanks: [Int], layout: ClusterLayout, checkpoint: Checkpoint) throws {
         self.world = world
@@ -58,6 +59,7 @@ public final class RouterRank: StepExecutor {
 
     public var vocabSize: Int { config.vocabSize }
     public var contextLength: Int { config.maxPositionEmbeddings }
+    public var cachePools: Int { layout.attentionRanks.count }
 
     private var activity = RankActivity()
 
@@ -74,14 +76,13 @@ public final class RouterRank: StepExecutor {
     }
 
     private func step(_ plan: Engine.StepPlan) throws -> StepOutput {
-        for s in plan.finished {
-            if let home = homes.removeValue(forKey: s) { live[home, default: 0] -= 1 }
-        }
+        // The plan's cache pools are the attention ranks, in layout order.
         let wire = WirePlan(step: plan.step, work: plan.work.map { w in
-            SequenceWork(sequenceId: w.sequence, attentionRank: home(of: w), phase: w.joining != nil || w.tokens.count > 1 ? .prefill : .decode,
+            SequenceWork(sequenceId: w.sequence, attentionRank: layout.attentionRanks[w.pool],
+                         phase: w.joining != nil || w.tokens.count > 1 ? .prefill : .decode,
                          tokens: w.tokens, startPosition: w.startPosition, sample: w.samples,
                          sampling: w.joining,
-                         returnLogits: w.returnsLogits, capacity: w.capacity)
+                         returnLogits: w.returnsLogits, capacity: w.capacity, logprobs: w.logprobs)
         }, finishedSequences: plan.finished)
         _ = try world.broadcast(bytes: ControlMessage.stepPlan(wire).encode(senderRank: world.rank), root: world.rank)
         var output = StepOutput()
@@ -103,7 +104,10 @@ public final class RouterRank: StepExecutor {
                 throw ClusterError.unexpectedMessage(from: source, expected: "step result")
             }
             for t in result.tokens {
-                if sampling.contains(t.sequenceId) { output.tokens[t.sequenceId] = t.token }
+                if sampling.contains(t.sequenceId) {
+                    output.tokens[t.sequenceId] = t.token
+                    output.logprobs[t.sequenceId] = t.logprobs
+                }
                 if t.logitsRows > 0 {
                     var block = [Float](repeating: 0, count: t.logitsRows * vocabSize)
                     _ = try block.withUnsafeMutableBufferPointer { try world.receiveFloats(into: $0, from: a, tag: Tag.logits) }
@@ -114,14 +118,6 @@ public final class RouterRank: StepExecutor {
         return output
     }
 
-    /// The attention rank of a sequence: fixed when it joins, to the least loaded rank.
-    private func home(of w: Engine.StepPlan.Work) -> Int {
-        if let h = homes[w.sequence] { return h }
-        let h = layout.attentionRanks.min { live[$0, default: 0] < live[$1, default: 0] }!
-        homes[w.sequence] = h
-        live[h, default: 0] += 1
-        return h
-    }
 
     /// One MoE layer: gather the attention ranks' hidden states, gate, dispatch, combine, return.
     private func serve(layer l: Int, rows: [(rank: Int, count: Int)], plan: WirePlan) throws {
@@ -146,6 +142,11 @@ public final class RouterRank: StepExecutor {
             profile.addBytes(from: world.rank, to: expertCommRanks[r], n * plane.width * 4)
             profile.addBytes(from: expertCommRanks[r], to: world.rank, (n * d + ExpertDataPlane.trailer) * 4)
         }
+        if collectsLayerSamples {
+            layerSamples.append(MoELayerSample(layer: l, dispatchSeconds: combine.dispatchSeconds, combineSeconds: combine.combineSeconds,
+                                           rowsPerExpertRank: expertCommRanks.indices.filter { expertCommRanks[$0] != world.rank }
+                                               .map { dispatchLayout.rows[$0] }))
+        }
         profile.record(layer: l, dispatch: combine.dispatchSeconds, combine: combine.combineSeconds, expert: combine.expertSeconds,
                        dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,
                        experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank)
@@ -155,6 +156,11 @@ public final class RouterRank: StepExecutor {
             profile.addBytes(from: world.rank, to: a, n * d * 4)
             at += n
         }
+    }
+
+    public func takeMoELayerSamples() -> [MoELayerSample] {
+        defer { layerSamples.removeAll(keepingCapacity: true) }
+        return layerSamples
     }
 
     /// This step's routing, reordered from attention-rank order back to plan order.

@@ -119,11 +119,15 @@ public struct SequenceWork: Sendable, Hashable {
     public var returnLogits: Bool
     /// Positions the sequence may reach, to size its cache when it joins.
     public var capacity: Int
+    /// Report the sampled token's log-probability and this many top alternatives; nil: none.
+    public var logprobs: Int?
 
     public init(sequenceId: UInt64, attentionRank: Int, phase: Phase, tokens: [Int], startPosition: Int,
-                sample: Bool = true, sampling: SamplingOptions? = nil, returnLogits: Bool = false, capacity: Int = 0) {
+                sample: Bool = true, sampling: SamplingOptions? = nil, returnLogits: Bool = false, capacity: Int = 0,
+                logprobs: Int? = nil) {
         self.returnLogits = returnLogits
         self.capacity = capacity
+        self.logprobs = logprobs
         self.sequenceId = sequenceId
         self.attentionRank = attentionRank
         self.phase = phase
@@ -155,11 +159,14 @@ public struct SequenceToken: Sendable, Hashable {
     public var token: Int
     /// Logits rows computed for this sequence; 0 when not reported.
     public var logitsRows: Int
+    /// The sampled token's log-probability and top alternatives, when the work asked.
+    public var logprobs: TokenLogprobs?
 
-    public init(sequenceId: UInt64, token: Int, logitsRows: Int = 0) {
+    public init(sequenceId: UInt64, token: Int, logitsRows: Int = 0, logprobs: TokenLogprobs? = nil) {
         self.sequenceId = sequenceId
         self.token = token
         self.logitsRows = logitsRows
+        self.logprobs = logprobs
     }
 }
 

@@ -1,4 +1,5 @@
 internal import CProtobufC
+import Sampling
 
 #if canImport(Glibc)
 import Glibc
@@ -137,6 +138,10 @@ enum Wire {
             if let sampling = w.sampling { s.sampling = try c(sampling, arena) }
             s.return_logits = w.returnLogits ? 1 : 0
             s.capacity = try uint32(w.capacity, "capacity")
+            if let top = w.logprobs {
+                s.logprobs = 1
+                s.top_logprobs = try uint32(top, "top_logprobs")
+            }
             work.append(arena.box(s))
         }
         (p.n_work, p.work) = arena.array(work)
@@ -155,6 +160,12 @@ enum Wire {
             s.sequence_id = t.sequenceId
             s.token = try int32(t.token, "token")
             s.logits_rows = try uint32(t.logitsRows, "logits_rows")
+            if let l = t.logprobs {
+                s.has_logprobs = 1
+                s.logprob = l.chosen.logprob
+                (s.n_top_ids, s.top_ids) = arena.array(try int32s(l.top.map(\.token), "top_ids"))
+                (s.n_top_logprobs, s.top_logprobs) = arena.array(l.top.map(\.logprob))
+            }
             tokens.append(arena.box(s))
         }
         (r.n_tokens, r.tokens) = arena.array(tokens)
@@ -328,7 +339,8 @@ enum Wire {
                                      tokens: array(w.tokens, w.n_tokens).map(Int.init),
                                      startPosition: Int(w.start_position), sample: w.sample != 0,
                                      sampling: w.sampling.map { swift(UnsafePointer($0)) },
-                                     returnLogits: w.return_logits != 0, capacity: Int(w.capacity)))
+                                     returnLogits: w.return_logits != 0, capacity: Int(w.capacity),
+                                     logprobs: w.logprobs != 0 ? Int(w.top_logprobs) : nil))
         }
         return StepPlan(step: plan.step, work: work,
                         finishedSequences: array(plan.finished_sequences, plan.n_finished_sequences))
@@ -339,7 +351,14 @@ enum Wire {
         var tokens: [SequenceToken] = []
         for (i, tp) in array(r.tokens, r.n_tokens).enumerated() {
             let t = try present(tp, "step_result.tokens[\(i)]").pointee
-            tokens.append(SequenceToken(sequenceId: t.sequence_id, token: Int(t.token), logitsRows: Int(t.logits_rows)))
+            let ids = array(t.top_ids, t.n_top_ids), logprobs = array(t.top_logprobs, t.n_top_logprobs)
+            guard ids.count == logprobs.count else {
+                throw ValueError("step_result.tokens[\(i)] has \(ids.count) top_ids but \(logprobs.count) top_logprobs")
+            }
+            let top = zip(ids, logprobs).map { TokenLogprob(token: Int($0), logprob: $1) }
+            tokens.append(SequenceToken(sequenceId: t.sequence_id, token: Int(t.token), logitsRows: Int(t.logits_rows),
+                                        logprobs: t.has_logprobs == 0 ? nil
+                                            : TokenLogprobs(chosen: TokenLogprob(token: Int(t.token), logprob: t.logprob), top: top)))
         }
         return StepResult(step: r.step, tokens: tokens)
     }

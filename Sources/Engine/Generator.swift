@@ -11,104 +11,210 @@ public struct GenerationRequest: Sendable {
     public var stopTokenIds: Set<Int>
     /// Texts that end the sequence; the text stops before them.
     public var stopStrings: [String]
+    /// Report each token's log-probability and this many top alternatives; nil: none.
+    public var logprobs: Int?
 
-    public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokenIds: Set<Int> = [], stopStrings: [String] = []) {
+    public init(prompt: [Int], maxTokens: Int, sampling: SamplingParameters, stopTokenIds: Set<Int> = [], stopStrings: [String] = [],
+                logprobs: Int? = nil) {
         self.prompt = prompt
         self.maxTokens = maxTokens
         self.sampling = sampling
         self.stopTokenIds = stopTokenIds
         self.stopStrings = stopStrings
+        self.logprobs = logprobs
     }
 }
 
 public enum FinishReason: String, Sendable, Codable {
     case stopToken = "stop_token", stopString = "stop_string", length
+    /// Cancelled by its client, or cut when the server drained.
+    case cancelled
 }
 
 public struct GenerationResult: Sendable {
     public var tokens: [Int] = []
     public var text = ""
     public var finishReason = FinishReason.length
+    /// Tokens the model produced, the stop token included.
+    public var generated = 0
+}
+
+/// What one step did for one sequence.
+public struct GenerationUpdate: Sendable {
+    public var id: UInt64
+    /// The token it produced, if it is part of the output (a stop token is not).
+    public var token: Int?
+    public var logprobs: TokenLogprobs?
+    /// Text that became final (stop strings and partial characters are held back).
+    public var text = ""
+    /// Set on the sequence's last update.
+    public var finished: GenerationResult?
 }
 
 public enum GenerationError: Error, CustomStringConvertible {
     case emptyPrompt(request: Int)
     case tokenOutOfRange(token: Int, vocabSize: Int)
     case promptTooLong(request: Int, tokens: Int, contextLength: Int)
+    case exceedsCacheCapacity(request: Int, positions: Int, capacity: Int)
+    case duplicateId(UInt64)
 
     public var description: String {
         switch self {
         case .emptyPrompt(let r): "request \(r) has an empty prompt"
         case .tokenOutOfRange(let t, let v): "token id \(t) is outside the vocabulary (0..<\(v))"
         case .promptTooLong(let r, let n, let c): "request \(r) has a \(n)-token prompt; the model's context is \(c) positions"
+        case .exceedsCacheCapacity(let r, let n, let c):
+            "request \(r) needs \(n) cache positions (prompt + max tokens); an attention rank holds \(c)"
+        case .duplicateId(let id): "request id \(id) is already in use"
         }
     }
 }
 
-/// Runs requests to completion on a `StepExecutor`, batching every live sequence into
-/// each step: a sequence's first step carries its whole prompt (prefill), later steps its
-/// last token (decode), so prefill and decode share one forward pass. Stop conditions and
-/// streamed text are decided here, so a cluster's router runs this same loop.
+/// The engine loop: every step, the scheduler admits waiting requests and plans decode
+/// tokens and prompt chunks, the executor runs them as one forward pass, and each
+/// sequence takes its sampled token, checks its stop conditions and releases its text.
+/// Requests may be submitted and cancelled between any two steps (continuous batching);
+/// `run` is the same loop over a fixed list. A cluster's router drives this same loop.
 public final class Generator {
     public let executor: any StepExecutor
     public let tokenizer: Tokenizer?
     public private(set) var stats = GenerationStats()
+    /// The most recent forward pass.
+    public private(set) var lastStep: StepRecord?
+    private let scheduler: Scheduler
+    private var ids: Set<UInt64> = []
+    /// Sequences that ended since the last step: the next plan frees their caches.
+    private var ended: [UInt64] = []
+    /// Sequences that end before taking any step (nothing left to generate, or withdrawn).
+    private var endedUnplanned: [LiveSequence] = []
+    private var stepNumber: UInt64 = 0
 
-    public init(executor: any StepExecutor, tokenizer: Tokenizer?) {
+    public init(executor: any StepExecutor, tokenizer: Tokenizer?, limits: SchedulerLimits = .unlimited) {
         self.executor = executor
         self.tokenizer = tokenizer
+        scheduler = Scheduler(limits: limits, pools: executor.cachePools)
     }
 
-    /// Generates for every request; `onText(request, text)` streams decoded text as it
-    /// becomes final (needs a tokenizer).
+    public var load: SchedulerLoad { scheduler.load }
+
+    /// Whether `step` has anything to do.
+    public var hasWork: Bool { !scheduler.isIdle || !ended.isEmpty || !endedUnplanned.isEmpty }
+
+    /// Checks a request against the model and the cache limits; returns it with
+    /// `maxTokens` cut to what the context can hold.
+    public func admissible(_ request: GenerationRequest, label: Int = 0) throws -> GenerationRequest {
+        guard !request.prompt.isEmpty else { throw GenerationError.emptyPrompt(request: label) }
+        if let bad = request.prompt.first(where: { $0 < 0 || $0 >= executor.vocabSize }) {
+            throw GenerationError.tokenOutOfRange(token: bad, vocabSize: executor.vocabSize)
+        }
+        guard request.prompt.count < executor.contextLength else {
+            throw GenerationError.promptTooLong(request: label, tokens: request.prompt.count, contextLength: executor.contextLength)
+        }
+        try request.sampling.validate()
+        var fitted = request
+        fitted.maxTokens = max(0, min(request.maxTokens, executor.contextLength - request.prompt.count))
+        let positions = fitted.prompt.count + fitted.maxTokens
+        guard scheduler.fits(positions: positions) else {
+            throw GenerationError.exceedsCacheCapacity(request: label, positions: positions, capacity: scheduler.limits.positionsPerPool)
+        }
+        return fitted
+    }
+
+    /// Queues a request under a caller-chosen id, unique among live requests.
+    public func submit(_ request: GenerationRequest, id: UInt64) throws {
+        guard !ids.contains(id) else { throw GenerationError.duplicateId(id) }
+        let sequence = LiveSequence(id: id, request: try admissible(request, label: Int(truncatingIfNeeded: id)), tokenizer: tokenizer)
+        ids.insert(id)
+        if sequence.request.maxTokens == 0 { endedUnplanned.append(sequence) } else { scheduler.enqueue(sequence) }
+    }
+
+    /// Ends a request: a waiting one at once, a running one before the next step.
+    public func cancel(_ id: UInt64) {
+        if let waiting = scheduler.withdraw(id) {
+            waiting.cancel()
+            endedUnplanned.append(waiting)
+        } else {
+            scheduler.runningSequence(id)?.cancel()
+        }
+    }
+
+    /// Ends every request (a drain's grace period is over).
+    public func cancelAll() {
+        for s in scheduler.waiting + scheduler.running { cancel(s.id) }
+    }
+
+    /// One forward pass; returns what it did for each sequence it touched.
+    public func step() throws -> [GenerationUpdate] {
+        var updates = endedUnplanned.map(finish)
+        endedUnplanned = []
+        for s in scheduler.removeFinished() {
+            updates.append(finish(s))
+            ended.append(s.id)
+        }
+        let plan = StepPlan(step: stepNumber, work: scheduler.planWork(), finished: ended)
+        guard !plan.work.isEmpty || !plan.finished.isEmpty else { return updates }
+        ended = []
+        let start = DispatchTime.now().uptimeNanoseconds
+        let output = try executor.execute(plan)
+        let record = StepRecord(plan: plan, seconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        stats.record(record)
+        lastStep = record
+        stepNumber += 1
+        for w in plan.work where w.samples {
+            guard let s = scheduler.runningSequence(w.sequence), let next = output.tokens[w.sequence] else {
+                throw ExecutionError.unknownSequence(w.sequence, step: plan.step)
+            }
+            let text = try s.accept(next)
+            let kept = s.result.tokens.count == s.result.generated
+            updates.append(GenerationUpdate(id: s.id, token: kept ? next : nil, logprobs: kept ? output.logprobs[w.sequence] : nil,
+                                            text: text ?? ""))
+        }
+        for s in scheduler.removeFinished() {
+            updates.append(finish(s))
+            ended.append(s.id)
+        }
+        return updates
+    }
+
+    private func finish(_ s: LiveSequence) -> GenerationUpdate {
+        let tail = s.flush() ?? ""
+        ids.remove(s.id)
+        return GenerationUpdate(id: s.id, text: tail, finished: s.result)
+    }
+
+    /// Generates every request to completion; `onText(request, text)` streams decoded text
+    /// as it becomes final (needs a tokenizer).
     public func run(_ requests: [GenerationRequest], onText: (Int, String) -> Void = { _, _ in }) throws -> [GenerationResult] {
-        for (i, r) in requests.enumerated() {
-            guard !r.prompt.isEmpty else { throw GenerationError.emptyPrompt(request: i) }
-            if let bad = r.prompt.first(where: { $0 < 0 || $0 >= executor.vocabSize }) {
-                throw GenerationError.tokenOutOfRange(token: bad, vocabSize: executor.vocabSize)
-            }
-            guard r.prompt.count < executor.contextLength else {
-                throw GenerationError.promptTooLong(request: i, tokens: r.prompt.count, contextLength: executor.contextLength)
-            }
-        }
-        // A sequence stops for length when the model's context is full.
-        var live = try requests.enumerated().map { i, r in
-            var fitted = r
-            fitted.maxTokens = min(r.maxTokens, executor.contextLength - r.prompt.count)
-            return try LiveSequence(index: i, request: fitted, tokenizer: tokenizer)
-        }
-        var results = [GenerationResult](repeating: GenerationResult(), count: requests.count)
-        live.removeAll { s in
-            guard s.request.maxTokens <= 0 else { return false }
-            results[s.index] = s.result
-            return true
-        }
+        for (i, r) in requests.enumerated() { _ = try admissible(r, label: i) }
+        for (i, r) in requests.enumerated() { try submit(r, id: UInt64(i)) }
         stats = GenerationStats()
-        var finished: [UInt64] = []
-        var step: UInt64 = 0
-        while !live.isEmpty {
-            let plan = StepPlan(step: step, work: live.map(\.nextWork), finished: finished)
-            let start = DispatchTime.now().uptimeNanoseconds
-            let output = try executor.execute(plan)
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            stats.record(plan: plan, seconds: seconds)
-            for s in live {
-                guard let next = output.tokens[s.sequence] else { throw ExecutionError.unknownSequence(s.sequence, step: step) }
-                if let text = try s.accept(next) { onText(s.index, text) }
+        var results = [GenerationResult](repeating: GenerationResult(), count: requests.count)
+        while hasWork {
+            for u in try step() {
+                if !u.text.isEmpty { onText(Int(u.id), u.text) }
+                if let done = u.finished { results[Int(u.id)] = done }
             }
-            finished = []
-            live.removeAll { s in
-                guard s.isFinished else { return false }
-                if let tail = s.flush() { onText(s.index, tail) }
-                results[s.index] = s.result
-                finished.append(s.sequence)
-                return true
-            }
-            step += 1
         }
-        if !finished.isEmpty { _ = try executor.execute(StepPlan(step: step, work: [], finished: finished)) }
         return results
     }
+}
+
+/// One forward pass: its prompt and decode tokens and its wall time.
+public struct StepRecord: Sendable, Equatable {
+    public var promptTokens: Int
+    public var decodeTokens: Int
+    public var seconds: Double
+
+    init(plan: StepPlan, seconds: Double) {
+        // Decode work is one token past the prompt; everything else is a prompt chunk.
+        let decode = plan.work.filter { $0.joining == nil && $0.tokens.count == 1 && $0.samples && $0.startPosition > 0 }
+        decodeTokens = decode.count
+        promptTokens = plan.tokenCount - decodeTokens
+        self.seconds = seconds
+    }
+
+    /// A step that carried any prompt tokens counts as prefill.
+    public var isPrefill: Bool { promptTokens > 0 }
 }
 
 /// Time spent in forward passes, split into prefill and decode steps.
@@ -116,14 +222,13 @@ public struct GenerationStats: Sendable {
     public var prefillTokens = 0, prefillSeconds = 0.0
     public var decodeTokens = 0, decodeSeconds = 0.0
 
-    mutating func record(plan: StepPlan, seconds: Double) {
-        let prefill = plan.work.filter { $0.joining != nil }.reduce(0) { $0 + $1.tokens.count }
-        if prefill > 0 {
-            prefillTokens += prefill
-            prefillSeconds += seconds
+    mutating func record(_ step: StepRecord) {
+        if step.isPrefill {
+            prefillTokens += step.promptTokens
+            prefillSeconds += step.seconds
         } else {
-            decodeTokens += plan.tokenCount
-            decodeSeconds += seconds
+            decodeTokens += step.decodeTokens
+            decodeSeconds += step.seconds
         }
     }
 }

@@ -1,36 +1,52 @@
+import Sampling
 import Tokenizer
 
-/// One request while it is being generated: its cache, sampler and stop conditions.
+/// One request while it is being generated: where its prompt stands, its stop conditions
+/// and the text it has streamed.
 final class LiveSequence {
-    let index: Int
+    let id: UInt64
     let request: GenerationRequest
+    /// The cache pool it was admitted to; nil while it waits.
+    var pool: Int?
+    /// Prompt tokens already sent to the model.
+    private(set) var prefilled = 0
     private(set) var result = GenerationResult()
     private(set) var isFinished = false
     private var decoder: StreamingDecoder?
     /// Decoded text not yet streamed: held back while it could still begin a stop string.
     private var pending = ""
 
-    init(index: Int, request: GenerationRequest, tokenizer: Tokenizer?) throws {
-        self.index = index
+    init(id: UInt64, request: GenerationRequest, tokenizer: Tokenizer?) {
+        self.id = id
         self.request = request
-        try request.sampling.validate()
         decoder = tokenizer.map { StreamingDecoder(tokenizer: $0) }
     }
 
-    /// Sequence ids are request indices: unique within one run.
-    var sequence: UInt64 { UInt64(index) }
+    /// Cache positions the sequence may reach; admission reserves them all.
+    var reservation: Int { request.prompt.count + request.maxTokens }
 
-    /// This sequence's share of the next step: its prompt when it joins, then its last token.
-    var nextWork: StepPlan.Work {
-        guard let last = result.tokens.last else {
-            return StepPlan.Work(sequence: sequence, tokens: request.prompt, startPosition: 0,
-                                 joining: request.sampling, capacity: request.prompt.count + request.maxTokens)
-        }
-        return StepPlan.Work(sequence: sequence, tokens: [last], startPosition: request.prompt.count + result.tokens.count - 1)
+    var isPrefilling: Bool { prefilled < request.prompt.count }
+
+    /// The next prompt chunk, at most `budget` tokens; the last chunk samples.
+    func prefillWork(budget: Int) -> StepPlan.Work {
+        let count = min(budget, request.prompt.count - prefilled)
+        let start = prefilled
+        prefilled += count
+        return StepPlan.Work(sequence: id, tokens: Array(request.prompt[start ..< prefilled]), startPosition: start,
+                             samples: prefilled == request.prompt.count,
+                             joining: start == 0 ? request.sampling : nil, capacity: reservation, pool: pool ?? 0,
+                             logprobs: request.logprobs)
+    }
+
+    /// Its last token, once the prompt is in.
+    var decodeWork: StepPlan.Work {
+        StepPlan.Work(sequence: id, tokens: [result.tokens.last!], startPosition: request.prompt.count + result.tokens.count - 1,
+                      pool: pool ?? 0, logprobs: request.logprobs)
     }
 
     /// Takes the sampled token; returns text that is now final, if any.
     func accept(_ token: Int) throws -> String? {
+        result.generated += 1
         if request.stopTokenIds.contains(token) {
             result.finishReason = .stopToken
             isFinished = true
@@ -60,6 +76,13 @@ final class LiveSequence {
         pending = String(pending.suffix(hold))
         result.text += ready
         return ready.isEmpty ? nil : ready
+    }
+
+    /// Ends the sequence early (a cancelled request, or one cut by a drain).
+    func cancel() {
+        guard !isFinished else { return }
+        result.finishReason = .cancelled
+        isFinished = true
     }
 
     /// Text still held back when the sequence ends.

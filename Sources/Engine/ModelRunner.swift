@@ -76,7 +76,10 @@ public final class ModelRunner: StepExecutor {
                 if w.returnsLogits { output.logits[w.sequence] = Array(block) }
                 if w.samples {
                     guard var sequence = sequences[w.sequence] else { throw ExecutionError.unknownSequence(w.sequence, step: plan.step) }
-                    output.tokens[w.sequence] = sequence.sampler.sample(logits: UnsafeBufferPointer(rebasing: block[(count - 1) * vocab ..< count * vocab]))
+                    let last = UnsafeBufferPointer(rebasing: block[(count - 1) * vocab ..< count * vocab])
+                    let token = sequence.sampler.sample(logits: last)
+                    output.tokens[w.sequence] = token
+                    if let top = w.logprobs { output.logprobs[w.sequence] = TokenLogprobs(logits: last, chosen: token, top: top) }
                     sequences[w.sequence] = sequence
                 }
                 row += count

@@ -17,9 +17,13 @@ public struct StepPlan: Sendable, Equatable {
         public var joining: SamplingParameters?
         /// Positions the sequence may reach, for sizing its cache when it joins.
         public var capacity: Int
+        /// The cache pool (a cluster's attention rank, by index) that holds the sequence.
+        public var pool: Int
+        /// Report the sampled token's log-probability and this many top alternatives; nil: none.
+        public var logprobs: Int?
 
         public init(sequence: UInt64, tokens: [Int], startPosition: Int, samples: Bool = true, returnsLogits: Bool = false,
-                    joining: SamplingParameters? = nil, capacity: Int = 0) {
+                    joining: SamplingParameters? = nil, capacity: Int = 0, pool: Int = 0, logprobs: Int? = nil) {
             self.sequence = sequence
             self.tokens = tokens
             self.startPosition = startPosition
@@ -27,6 +31,8 @@ public struct StepPlan: Sendable, Equatable {
             self.returnsLogits = returnsLogits
             self.joining = joining
             self.capacity = capacity
+            self.pool = pool
+            self.logprobs = logprobs
         }
     }
 
@@ -49,13 +55,10 @@ public struct StepOutput: Sendable {
     public var tokens: [UInt64: Int] = [:]
     /// `[tokens × vocab]` per sequence that asked for logits.
     public var logits: [UInt64: [Float]] = [:]
+    /// The sampled token's log-probabilities, per sequence that asked for them.
+    public var logprobs: [UInt64: TokenLogprobs] = [:]
 
     public init() {}
-
-    public mutating func merge(_ other: StepOutput) {
-        tokens.merge(other.tokens) { a, _ in a }
-        logits.merge(other.logits) { a, _ in a }
-    }
 }
 
 /// Executes step plans: in this process (`ModelRunner`) or across a cluster's ranks.
@@ -63,5 +66,12 @@ public protocol StepExecutor: AnyObject {
     var vocabSize: Int { get }
     /// Positions a sequence may reach (`max_position_embeddings`).
     var contextLength: Int { get }
+    /// Separate holders of latent caches (a cluster's attention ranks); plans place each
+    /// sequence in one of them.
+    var cachePools: Int { get }
     func execute(_ plan: StepPlan) throws -> StepOutput
+}
+
+extension StepExecutor {
+    public var cachePools: Int { 1 }
 }

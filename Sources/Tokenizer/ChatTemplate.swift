@@ -27,6 +27,21 @@ public struct ChatTemplate: Sendable {
         beginOfSentence: "<｜begin▁of▁sentence｜>", endOfSentence: "<｜end▁of▁sentence｜>",
         userMarker: "<｜User｜>", assistantMarker: "<｜Assistant｜>")
 
+    /// The checkpoint's own template (`chat_template` in tokenizer_config.json), which must
+    /// be DeepSeek's: its bos/eos tokens come from the config and its role markers must
+    /// appear in the template. Without a template, DeepSeek's.
+    public init(config: TokenizerConfig) throws(TokenizerError) {
+        var template = Self.deepseek
+        if let bos = config.bosToken { template.beginOfSentence = bos }
+        if let eos = config.eosToken { template.endOfSentence = eos }
+        if let jinja = config.chatTemplate {
+            for marker in [template.userMarker, template.assistantMarker] where !jinja.contains(marker) {
+                throw .unsupportedChatTemplate(file: "tokenizer_config.json", missing: marker)
+            }
+        }
+        self = template
+    }
+
     public init(beginOfSentence: String, endOfSentence: String, userMarker: String, assistantMarker: String) {
         self.beginOfSentence = beginOfSentence
         self.endOfSentence = endOfSentence

@@ -159,7 +159,7 @@ public final class Tokenizer: Sendable {
     }
 
     /// The bytes one id decodes to; empty for a skipped special token.
-    func bytes(of id: Int, skipSpecial: Bool) throws -> [UInt8] {
+    public func bytes(of id: Int, skipSpecial: Bool) throws -> [UInt8] {
         guard id >= 0, id < tokenBytes.count, let bytes = tokenBytes[id] else {
             throw TokenizerError.unknownTokenId(id, vocabSize: vocabSize)
         }

@@ -5,6 +5,7 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
     case unreadableFile(path: String, reason: String)
     case malformedJSON(file: String, reason: String)
     case unsupported(component: String, file: String)
+    case unsupportedChatTemplate(file: String, missing: String)
     case invalidRegex(pattern: String, file: String, reason: String)
     case missingSpecialToken(role: String, file: String)
     case unknownTokenId(Int, vocabSize: Int)
@@ -21,6 +22,8 @@ public enum TokenizerError: Error, Equatable, CustomStringConvertible {
         case .unsupported(let component, let file):
             "\(file) uses \(component), which this tokenizer does not implement; "
                 + "supported: BPE model, no normalizer (or an empty Sequence), Sequence/Split/ByteLevel/Digits pre-tokenizers, ByteLevel decoder"
+        case .unsupportedChatTemplate(let file, let missing):
+            "\(file) has a chat_template that is not DeepSeek's (it never writes \(missing)); only DeepSeek's chat format is implemented"
         case .invalidRegex(let pattern, let file, let reason):
             "\(file) has a Split regex that does not compile (\(reason)): \(pattern)"
         case .missingSpecialToken(let role, let file):

@@ -284,6 +284,8 @@ public struct TokenizerConfig: Sendable, Decodable {
     public var addEOSToken: Bool
     /// Absent, or absurdly large (HF writes 1e30 for "unbounded"), means nil.
     public var modelMaxLength: Int?
+    /// The Jinja chat template, as the checkpoint ships it.
+    public var chatTemplate: String?
 
     enum CodingKeys: String, CodingKey {
         case bosToken = "bos_token"
@@ -291,6 +293,7 @@ public struct TokenizerConfig: Sendable, Decodable {
         case addBosToken = "add_bos_token"
         case addEosToken = "add_eos_token"
         case modelMaxLength = "model_max_length"
+        case chatTemplate = "chat_template"
     }
 
     /// A token field is a bare string or an AddedToken object with "content".
@@ -307,7 +310,8 @@ public struct TokenizerConfig: Sendable, Decodable {
     }
 
     public init(bosToken: String? = nil, eosToken: String? = nil, addBOSToken: Bool = true,
-                addEOSToken: Bool = false, modelMaxLength: Int? = nil) {
+                addEOSToken: Bool = false, modelMaxLength: Int? = nil, chatTemplate: String? = nil) {
+        self.chatTemplate = chatTemplate
         self.bosToken = bosToken
         self.eosToken = eosToken
         self.addBOSToken = addBOSToken
@@ -323,5 +327,13 @@ public struct TokenizerConfig: Sendable, Decodable {
         addEOSToken = try c.decodeIfPresent(Bool.self, forKey: .addEosToken) ?? false
         let length = try c.decodeIfPresent(Double.self, forKey: .modelMaxLength)
         modelMaxLength = length.flatMap { $0 < 1e15 ? Int($0) : nil }
+        // Some checkpoints ship a list of named templates; the default one is the chat template.
+        chatTemplate = (try? c.decodeIfPresent(String.self, forKey: .chatTemplate))
+            ?? (try? c.decodeIfPresent([NamedTemplate].self, forKey: .chatTemplate))?.first { $0.name == "default" }?.template
+    }
+
+    private struct NamedTemplate: Decodable {
+        let name: String
+        let template: String
     }
 }

@@ -33,9 +33,11 @@ enum Executor {
 
     /// Runs `body` on rank 0 (or the only process) with the executor; other ranks serve
     /// until the cluster shuts down. Cluster failures end the whole job non-zero.
-    static func run(model: URL, cluster: ClusterArguments, configure: (Executor) -> Void = { _ in },
-                    _ body: (Executor) throws -> Void) throws {
+    /// `beforeLoading` runs on rank 0 only, before any weight is loaded.
+    static func run(model: URL, cluster: ClusterArguments, beforeLoading: () throws -> Void = {},
+                    configure: (Executor) -> Void = { _ in }, _ body: (Executor) throws -> Void) throws {
         guard MPIRuntime.isRunningUnderMPI else {
+            try beforeLoading()
             let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
             configure(executor)
             return try body(executor)
@@ -43,12 +45,14 @@ enum Executor {
         let world = try MPIRuntime.start()
         log[metadataKey: "rank"] = "\(world.rank)"
         if world.size == 1 {
+            try beforeLoading()
             let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
             configure(executor)
             try body(executor)
             return try MPIRuntime.finalize()
         }
         do {
+            if world.rank == 0 { try beforeLoading() }
             let options = ClusterOptions(model: model, layoutFile: cluster.layout.map { URL(fileURLWithPath: $0) },
                                          attentionRanks: cluster.attentionRanks)
             guard let session = try ClusterLauncher.start(options, world: world) else { return }

@@ -232,10 +232,18 @@ struct  Conclave__V1__SequenceWork
    * positions the sequence may reach, to size its cache on joining
    */
   uint32_t capacity;
+  /*
+   * report the sampled token's log-probability
+   */
+  protobuf_c_boolean logprobs;
+  /*
+   * and this many most likely alternatives
+   */
+  uint32_t top_logprobs;
 };
 #define CONCLAVE__V1__SEQUENCE_WORK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&conclave__v1__sequence_work__descriptor) \
-    , 0, 0, CONCLAVE__V1__PHASE__PHASE_UNSPECIFIED, 0,NULL, 0, 0, NULL, 0, 0 }
+    , 0, 0, CONCLAVE__V1__PHASE__PHASE_UNSPECIFIED, 0,NULL, 0, 0, NULL, 0, 0, 0, 0 }
 
 
 /*
@@ -269,10 +277,25 @@ struct  Conclave__V1__SequenceToken
    * logits rows computed for this sequence (0 = not reported)
    */
   uint32_t logits_rows;
+  /*
+   * the work asked for log-probabilities
+   */
+  protobuf_c_boolean has_logprobs;
+  /*
+   * the sampled token's log-probability
+   */
+  float logprob;
+  /*
+   * the most likely alternatives, most likely first
+   */
+  size_t n_top_ids;
+  int32_t *top_ids;
+  size_t n_top_logprobs;
+  float *top_logprobs;
 };
 #define CONCLAVE__V1__SEQUENCE_TOKEN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&conclave__v1__sequence_token__descriptor) \
-    , 0, 0, 0 }
+    , 0, 0, 0, 0, 0, 0,NULL, 0,NULL }
 
 
 /*
