@@ -79,7 +79,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling"]),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Tokenizer", "Sampling", "Presets"]),
-        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane"]),
+        .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Sampling"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ControlPlane"]),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),

@@ -5,21 +5,24 @@ import Sampling
 import Tokenizer
 
 /// Writes a model directory in the real Hugging Face layout (config.json, safetensors in
-/// bf16, tokenizer.json, tokenizer_config.json) with deterministic random weights.
+/// bf16 or f32, tokenizer.json, tokenizer_config.json) with deterministic random weights.
 public enum SyntheticCheckpoint {
     /// Shards above this size, as published checkpoints do.
     static let maxShardBytes = 1 << 30
 
-    public static func write(preset: ModelPreset, to directory: URL, seed: UInt64) throws {
+    /// `weights` .f32 stores the same values as .bf16 (bf16-rounded, widened), so the two
+    /// checkpoints describe one model and differ only in how the engine computes with them.
+    public static func write(preset: ModelPreset, to directory: URL, seed: UInt64, weights: DType = .bf16) throws {
+        precondition(weights == .bf16 || weights == .f32, "synthetic checkpoints are bf16 or f32")
         let config = preset.config
         try config.validate(source: "preset \(preset.rawValue)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try config.jsonData().write(to: directory.appendingPathComponent("config.json"))
         let writer = SafetensorsWriter()
-        for (index, tensor) in tensors(for: config).enumerated() {
+        for (index, tensor) in tensors(for: config, weights: weights).enumerated() {
             let stream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index)
             try writer.add(tensor.name, dtype: tensor.dtype, shape: tensor.shape) { buffer in
-                tensor.values.fill(buffer, dtype: tensor.dtype, seed: stream)
+                tensor.values.fill(buffer, dtype: tensor.dtype, bf16Exact: tensor.bf16Exact, seed: stream)
             }
         }
         try writer.writeCheckpoint(to: directory, maxShardBytes: maxShardBytes)
@@ -32,6 +35,8 @@ public enum SyntheticCheckpoint {
         let shape: [Int]
         let dtype: DType
         let values: Values
+        /// Values rounded to bf16 whatever the storage (see `write`).
+        var bf16Exact = true
     }
 
     /// How a tensor's values are drawn.
@@ -41,7 +46,7 @@ public enum SyntheticCheckpoint {
         /// One plus noise: norm weights that are not all equal.
         case nearOne(std: Float)
 
-        func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, seed: UInt64) {
+        func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, bf16Exact: Bool, seed: UInt64) {
             var rng = RandomSource(seed: seed)
             let count = buffer.count / dtype.byteSize
             let (base, spread): (Float, Float) = switch self {
@@ -54,19 +59,19 @@ public enum SyntheticCheckpoint {
                 let v = base + spread * (Float(rng.next() >> 40) * (2 / Float(1 << 24)) - 1)
                 switch dtype {
                 case .bf16: buffer.storeBytes(of: BF16.fromFloat(v), toByteOffset: i * 2, as: UInt16.self)
-                default: buffer.storeBytes(of: v, toByteOffset: i * 4, as: Float.self)
+                default: buffer.storeBytes(of: bf16Exact ? BF16.toFloat(BF16.fromFloat(v)) : v, toByteOffset: i * 4, as: Float.self)
                 }
             }
         }
     }
 
     /// Every tensor of a DeepSeek checkpoint for `config`, named as the published ones.
-    static func tensors(for c: ModelConfig) -> [Tensor] {
+    static func tensors(for c: ModelConfig, weights: DType) -> [Tensor] {
         func linear(_ name: String, _ rows: Int, _ cols: Int, gain: Float = 0.5) -> Tensor {
-            Tensor(name: name, shape: [rows, cols], dtype: .bf16, values: .uniform(std: gain / Float(cols).squareRoot()))
+            Tensor(name: name, shape: [rows, cols], dtype: weights, values: .uniform(std: gain / Float(cols).squareRoot()))
         }
         func norm(_ name: String, _ dim: Int) -> Tensor {
-            Tensor(name: name, shape: [dim], dtype: .bf16, values: .nearOne(std: 0.1))
+            Tensor(name: name, shape: [dim], dtype: weights, values: .nearOne(std: 0.1))
         }
         func ffn(_ prefix: String, _ intermediate: Int) -> [Tensor] {
             [linear(prefix + ".gate_proj.weight", intermediate, c.hiddenSize),
@@ -74,7 +79,7 @@ public enum SyntheticCheckpoint {
              linear(prefix + ".down_proj.weight", c.hiddenSize, intermediate)]
         }
         let h = c.hiddenSize, heads = c.numAttentionHeads
-        var out = [Tensor(name: "model.embed_tokens.weight", shape: [c.vocabSize, h], dtype: .bf16, values: .uniform(std: 1))]
+        var out = [Tensor(name: "model.embed_tokens.weight", shape: [c.vocabSize, h], dtype: weights, values: .uniform(std: 1))]
         for l in 0..<c.numHiddenLayers {
             let p = "model.layers.\(l)."
             out.append(norm(p + "input_layernorm.weight", h))
@@ -95,7 +100,7 @@ public enum SyntheticCheckpoint {
                 // A wide gate makes different tokens pick different experts.
                 out.append(linear(p + "mlp.gate.weight", c.nRoutedExperts, h, gain: 2))
                 out.append(Tensor(name: p + "mlp.gate.e_score_correction_bias", shape: [c.nRoutedExperts], dtype: .f32,
-                                  values: .uniform(std: 0.05)))
+                                  values: .uniform(std: 0.05), bf16Exact: false))
                 for e in 0..<c.nRoutedExperts { out += ffn(p + "mlp.experts.\(e)", c.moeIntermediateSize) }
                 if c.nSharedExperts > 0 { out += ffn(p + "mlp.shared_experts", c.moeIntermediateSize * c.nSharedExperts) }
             } else {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Checkpoint
 import Foundation
 import Logging
 import Presets
@@ -6,7 +7,7 @@ import Presets
 struct InitModel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "init-model",
-        abstract: "Write a deterministic synthetic checkpoint in the real Hugging Face layout (bf16 safetensors, config, tokenizer).")
+        abstract: "Write a deterministic synthetic checkpoint in the real Hugging Face layout (bf16 or f32 safetensors, config, tokenizer).")
 
     @Option(help: "Which model: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")). tiny is the demo's default; bench-mid is the benchmark model.")
     var preset: ModelPreset
@@ -17,9 +18,16 @@ struct InitModel: ParsableCommand {
     @Option(help: "Seed of the random weights: the same seed writes the same bytes.")
     var seed: UInt64 = 0
 
+    @Option(help: "Weight storage: bf16, or f32 holding the same (bf16-exact) values.")
+    var dtype: WeightStorage = .bf16
+
+    enum WeightStorage: String, ExpressibleByArgument, CaseIterable {
+        case bf16, f32
+    }
+
     func run() throws {
         let start = Date()
-        try SyntheticCheckpoint.write(preset: preset, to: URL(fileURLWithPath: out), seed: seed)
+        try SyntheticCheckpoint.write(preset: preset, to: URL(fileURLWithPath: out), seed: seed, weights: dtype == .f32 ? .f32 : .bf16)
         let line = String(format: "wrote %@ model to %@ in %.1f s", preset.rawValue, out, Date().timeIntervalSince(start))
         log.info("\(line)")
     }

@@ -1,4 +1,5 @@
 import ControlPlane
+import Sampling
 import Testing
 
 /// One message of every kind, with every field away from its default.
@@ -15,10 +16,16 @@ let everyKind: [ControlMessage] = [
     .stepPlan(StepPlan(step: 17, work: [
         SequenceWork(sequenceId: 9, attentionRank: 1, phase: .prefill, tokens: [5, 6, 7, 8], startPosition: 0,
                      sample: false, sampling: SamplingOptions(temperature: 1, topK: 0, topP: 1, seed: 3)),
-        SequenceWork(sequenceId: 4, attentionRank: 2, phase: .decode, tokens: [99], startPosition: 1_000),
+        SequenceWork(sequenceId: 4, attentionRank: 2, phase: .decode, tokens: [99], startPosition: 1_000, logprobs: 3),
+        SequenceWork(sequenceId: 5, attentionRank: 2, phase: .decode, tokens: [98], startPosition: 7, logprobs: 0),
     ], finishedSequences: [1, 2, 3])),
-    .stepResult(StepResult(step: 17, tokens: [SequenceToken(sequenceId: 4, token: 12, logitsRows: 1),
-                                              SequenceToken(sequenceId: 9, token: 0)])),
+    .stepResult(StepResult(step: 17, tokens: [
+        SequenceToken(sequenceId: 4, token: 12, logitsRows: 1,
+                      logprobs: TokenLogprobs(chosen: TokenLogprob(token: 12, logprob: -0.25),
+                                              top: [TokenLogprob(token: 12, logprob: -0.25), TokenLogprob(token: 7, logprob: -2.5)])),
+        SequenceToken(sequenceId: 5, token: 3, logprobs: TokenLogprobs(chosen: TokenLogprob(token: 3, logprob: -1), top: [])),
+        SequenceToken(sequenceId: 9, token: 0),
+    ])),
     .finish(Finish(requestId: 7, reason: .stopString, tokens: [1, 2, 3], text: "héllo\nworld")),
     .stats(RankStats(rank: 2, steps: 100, prefillTokens: 4096, decodeTokens: 100, expertTokens: 800,
                      busySeconds: 1.5, wallSeconds: 2.25, dispatchSeconds: [0.001, 0.002], combineSeconds: [0.003, 0.004],

@@ -11,6 +11,7 @@ import Tokenizer
     final class ScriptedExecutor: StepExecutor {
         let vocabSize = 2000
         let contextLength = 64
+        var cachePools = 1
         var scripts: [UInt64: [Int]]
         var plans: [StepPlan] = []
         init(_ scripts: [[Int]]) { self.scripts = Dictionary(uniqueKeysWithValues: scripts.enumerated().map { (UInt64($0), $1) }) }
@@ -18,7 +19,7 @@ import Tokenizer
         func execute(_ plan: StepPlan) throws -> StepOutput {
             plans.append(plan)
             var out = StepOutput()
-            for w in plan.work where w.samples { out.tokens[w.sequence] = scripts[w.sequence]!.removeFirst() }
+            for w in plan.work where w.samples { out.tokens[w.sequence] = scripts[w.sequence]?.removeFirst() ?? 42 }
             return out
         }
     }

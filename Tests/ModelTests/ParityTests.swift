@@ -72,3 +72,37 @@ import Testing
                              logitRows: Array(tokens.indices))
     }
 }
+
+/// Chunked prefill (the server's scheduler splits prompts under a step budget) computes the
+/// same function as a whole-prompt prefill, and the greedy tokens of a chunked run match
+/// transformers.
+@Suite struct ChunkedPrefillParityTests {
+    @Test(arguments: Fixtures.modelCases)
+    func chunkedPrefillMatchesTransformers(_ name: String) throws {
+        let reference = try Fixtures.reference(name)
+        let runner = ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: Fixtures.model(name))))
+        let vocab = runner.vocabSize
+        var logits: [Float] = []
+        var start = 0
+        for (step, size) in [5, 1, 4, 2].enumerated() where start < reference.prompt.count {
+            let chunk = Array(reference.prompt[start ..< min(start + size, reference.prompt.count)])
+            let work = StepPlan.Work(sequence: 0, tokens: chunk, startPosition: start, samples: false, returnsLogits: true,
+                                     joining: start == 0 ? .greedy : nil, capacity: reference.prompt.count)
+            logits += try runner.execute(StepPlan(step: UInt64(step), work: [work])).logits[0]!
+            start += chunk.count
+        }
+        #expect(start == reference.prompt.count)
+        var worst: Float = 0
+        for (t, row) in reference.logits.enumerated() {
+            for (v, expected) in row.enumerated() { worst = max(worst, abs(logits[t * vocab + v] - expected)) }
+        }
+        #expect(worst <= 1e-4, "max |Δlogit| \(worst) in \(name), chunks of 5, 1, 4, 2")
+
+        let generator = Generator(executor: ModelRunner(model: runner.model), tokenizer: nil,
+                                  limits: SchedulerLimits(maxRunning: 1, stepTokens: 3, positionsPerPool: 1000))
+        try generator.submit(GenerationRequest(prompt: reference.prompt, maxTokens: reference.greedy.count, sampling: .greedy), id: 0)
+        var tokens: [Int] = []
+        while generator.hasWork { tokens += try generator.step().compactMap(\.token) }
+        #expect(tokens == reference.greedy)
+    }
+}
