@@ -84,6 +84,7 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
+        .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
             "ServeBenchmark", .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),

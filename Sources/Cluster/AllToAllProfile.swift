@@ -4,8 +4,14 @@ import Foundation
 /// What the all-to-all cost, per MoE layer, over a run: collected on the router, printed
 /// at the end as OSU-style tables and written as JSON with `--profile-out`.
 public final class AllToAllProfile {
-    /// One MoE layer's samples, one per step that reached it.
+    /// Per-step samples kept per layer: a server runs for days, so timings describe the
+    /// most recent steps while counts (steps, tokens per expert, rows per rank) cover the run.
+    public static let sampleLimit = 100_000
+
+    /// One MoE layer's samples, one per recent step that reached it.
     public struct Layer {
+        /// Steps that reached this layer over the whole run.
+        public var steps = 0
         public var dispatchSeconds: [Double] = []
         /// Combine wall time minus the slowest expert rank's FFN time: the transfer.
         public var combineSeconds: [Double] = []
@@ -40,6 +46,8 @@ public final class AllToAllProfile {
                 tokens: Int, experts: [Int32], rowsPerRank: [Int: Int]) {
         // Mutated in place: copying the sample arrays out and back would make each step cost O(steps).
         if layers[layer] == nil { layers[layer] = Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts)) }
+        if layers[layer]!.tokens.count >= 2 * Self.sampleLimit { layers[layer]!.dropOldestSamples(keeping: Self.sampleLimit) }
+        layers[layer]!.steps += 1
         layers[layer]!.dispatchSeconds.append(dispatch)
         layers[layer]!.combineSeconds.append(combine)
         layers[layer]!.expertSeconds.append(expert)
@@ -55,7 +63,7 @@ public final class AllToAllProfile {
     /// Mean rows per step and MoE layer that each expert rank (world rank) received:
     /// what the baseline all-to-all moves.
     var meanRowsPerRank: [Int: Double] {
-        let samples = layers.values.reduce(0) { $0 + $1.tokens.count }
+        let samples = layers.values.reduce(0) { $0 + $1.steps }
         guard samples > 0 else { return [:] }
         var sums: [Int: Int] = [:]
         for l in layers.values { for (r, n) in l.rowsPerRank { sums[r, default: 0] += n } }
@@ -65,8 +73,8 @@ public final class AllToAllProfile {
     public var text: String {
         var out = ""
         for (index, l) in layers.sorted(by: { $0.key < $1.key }) {
-            let steps = l.tokens.count
-            out += "# All-to-all, MoE layer \(index): \(steps) steps, \(mean(l.tokens.map(Double.init)).formatted(1)) tokens/step\n"
+            let recent = l.steps > l.tokens.count ? " (timings: the last \(l.tokens.count))" : ""
+            out += "# All-to-all, MoE layer \(index): \(l.steps) steps\(recent), \(mean(l.tokens.map(Double.init)).formatted(1)) tokens/step\n"
             out += "# \(pad("op", 12))\(pad("mean(us)", 11, right: true))\(pad("p50(us)", 11, right: true))\(pad("p99(us)", 11, right: true))\(pad("bytes/step", 13, right: true))\n"
             for (name, samples, b) in [("dispatch", l.dispatchSeconds, l.dispatchBytes), ("combine", l.combineSeconds, l.combineBytes),
                                        ("expert FFN", l.expertSeconds, [])] {
@@ -116,7 +124,7 @@ public final class AllToAllProfile {
                 ["mean_us": mean(s) * 1e6, "p50_us": percentile(s, 50) * 1e6, "p99_us": percentile(s, 99) * 1e6]
             }
             let loads = l.rowsPerRank.values.map(Double.init)
-            return ["layer": index, "steps": l.tokens.count, "dispatch": stats(l.dispatchSeconds), "combine": stats(l.combineSeconds),
+            return ["layer": index, "steps": l.steps, "sampled_steps": l.tokens.count, "dispatch": stats(l.dispatchSeconds), "combine": stats(l.combineSeconds),
                     "expert_ffn": stats(l.expertSeconds), "dispatch_bytes_per_step": mean(l.dispatchBytes.map(Double.init)),
                     "combine_bytes_per_step": mean(l.combineBytes.map(Double.init)), "tokens_per_step": mean(l.tokens.map(Double.init)),
                     "tokens_per_expert": l.tokensPerExpert,
@@ -132,6 +140,19 @@ public final class AllToAllProfile {
                                "ratio": t / max(b.dispatch + b.combine, 1e-12)]
         }
         return out
+    }
+}
+
+extension AllToAllProfile.Layer {
+    mutating func dropOldestSamples(keeping n: Int) {
+        let drop = tokens.count - n
+        guard drop > 0 else { return }
+        dispatchSeconds.removeFirst(drop)
+        combineSeconds.removeFirst(drop)
+        expertSeconds.removeFirst(drop)
+        dispatchBytes.removeFirst(drop)
+        combineBytes.removeFirst(drop)
+        tokens.removeFirst(drop)
     }
 }
 

@@ -26,7 +26,7 @@ final class AttentionRank: RemoteExperts {
     /// Runs plans until the router says shut down.
     func run() throws {
         while true {
-            let bytes = try world.broadcast(bytes: [], root: router)
+            let bytes = try world.broadcastWaitingIdly(bytes: [], root: router)
             switch try ControlMessage.decode(bytes, from: router) {
             case .stepPlan(let plan): try step(plan)
             case .shutdown:
@@ -97,7 +97,7 @@ final class ExpertRank {
 
     func run() throws {
         while true {
-            let bytes = try world.broadcast(bytes: [], root: router)
+            let bytes = try world.broadcastWaitingIdly(bytes: [], root: router)
             switch try ControlMessage.decode(bytes, from: router) {
             case .stepPlan(let plan):
                 guard plan.work.contains(where: { !$0.tokens.isEmpty }) else { continue }

@@ -84,7 +84,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
                          sampling: w.joining,
                          returnLogits: w.returnsLogits, capacity: w.capacity, logprobs: w.logprobs)
         }, finishedSequences: plan.finished)
-        _ = try world.broadcast(bytes: ControlMessage.stepPlan(wire).encode(senderRank: world.rank), root: world.rank)
+        _ = try world.broadcastWaitingIdly(bytes: ControlMessage.stepPlan(wire).encode(senderRank: world.rank), root: world.rank)
         var output = StepOutput()
         guard plan.tokenCount > 0 else { return output }
 
@@ -185,7 +185,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
         let repetitions = rows.isEmpty ? 0 : 30
         let message = Shutdown(reason: reason, baselineDispatchCounts: dispatchCounts, baselineCombineCounts: combineCounts,
                                baselineRepetitions: repetitions)
-        _ = try world.broadcast(bytes: ControlMessage.shutdown(message).encode(senderRank: world.rank), root: world.rank)
+        _ = try world.broadcastWaitingIdly(bytes: ControlMessage.shutdown(message).encode(senderRank: world.rank), root: world.rank)
         if repetitions > 0 {
             profile.baseline = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: message)
         }

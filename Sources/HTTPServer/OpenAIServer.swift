@@ -90,7 +90,7 @@ public final class OpenAIServer: Sendable {
             configuration: .init(address: .hostname(options.host, port: options.port), serverName: "conclave"),
             onServerRunning: { channel in onListening(channel.localAddress?.port ?? 0) },
             logger: logger)
-        let drain = EngineDrain(engine: engine, grace: options.drainSeconds)
+        let drain = EngineDrain(engine: engine, grace: options.drainSeconds, logger: logger)
         let services = ServiceGroup(configuration: .init(
             services: [.init(service: app), .init(service: drain)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -109,10 +109,14 @@ public final class OpenAIServer: Sendable {
 struct EngineDrain: Service {
     let engine: ServingEngine
     let grace: Double
+    let logger: Logger
 
     func run() async throws {
         try? await gracefulShutdown()
+        let load = engine.currentLoad
+        logger.info("draining: \(load.running) running, \(load.waiting) waiting; cut after \(grace) s")
         await engine.drain(grace: grace)
+        logger.info("drained; closing the listener")
     }
 }
 

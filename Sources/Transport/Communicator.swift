@@ -73,6 +73,37 @@ public struct Communicator: @unchecked Sendable {
         let r = try peer(root, op)
         var length = Int64(bytes.count)
         try check(MPI_Bcast(&length, 1, conclave_int64(), r, handle), op, peer: root)
+        return try broadcastPayload(bytes, length: length, root: root)
+    }
+
+    /// `broadcast(bytes:root:)` for ranks that may wait long for the message, like a
+    /// server's ranks between requests: they poll a non-blocking broadcast of the length
+    /// with short sleeps instead of Open MPI's busy wait, leaving the cores to the ranks
+    /// that work. Every rank of one broadcast must call this variant.
+    public func broadcastWaitingIdly(bytes: [UInt8], root: Int) throws -> [UInt8] {
+        let op = "MPI_Ibcast"
+        let r = try peer(root, op)
+        // MPI writes the length when the broadcast completes: it must not live on a stack frame MPI outlives.
+        let length = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+        defer { length.deallocate() }
+        length.pointee = Int64(bytes.count)
+        var request: MPI_Request? = conclave_request_null()
+        try check(MPI_Ibcast(length, 1, conclave_int64(), r, handle, &request), op, peer: root)
+        var polls = 0
+        while true {
+            var done: Int32 = 0
+            try check(MPI_Test(&request, &done, conclave_status_ignore()), op, peer: root)
+            if done != 0 { break }
+            // Back-to-back steps find the next plan within microseconds; an idle server backs off.
+            usleep(polls < 200 ? 10 : 500)
+            polls += 1
+        }
+        return try broadcastPayload(bytes, length: length.pointee, root: root)
+    }
+
+    private func broadcastPayload(_ bytes: [UInt8], length: Int64, root: Int) throws -> [UInt8] {
+        let op = "MPI_Bcast"
+        let r = try peer(root, op)
         let count = try mpiCount(Int(length), op, "broadcast length")
         if rank == root {
             var copy = bytes
