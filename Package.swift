@@ -27,6 +27,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
     ],
     targets: [
         // C bridges: module maps over the C libraries; Transport and ControlPlane wrap MPI and
@@ -81,12 +82,15 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Tokenizer", "Sampling", "Presets"]),
         .testTarget(name: "ControlPlaneTests", dependencies: ["ControlPlane", "Sampling"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ControlPlane"]),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane"]),
+        // Launching the built `conclave` (alone, under mpirun, or as a server) from tests.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane", "TestSupport"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
-            "ServeBenchmark", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            "ServeBenchmark", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
     ]
 )

@@ -8,13 +8,14 @@ import Glibc
 /// starts — mpirun and its rank processes, which Open MPI puts in process groups of their own but
 /// which stay in mpirun's session — can be found by session id in /proc, killed on a timeout, and
 /// checked for leftovers once it ends. Standard output and error go to files in a scratch directory.
-final class MPIJob {
+/// Safe to use from several tasks: the top process's end is recorded under a lock.
+public final class MPIJob: @unchecked Sendable {
     /// How the top process ended.
-    enum Termination: Equatable, CustomStringConvertible {
+    public enum Termination: Equatable, Sendable, CustomStringConvertible {
         case exited(Int32)
         case signaled(Int32)
 
-        var description: String {
+        public var description: String {
             switch self {
             case .exited(let code): "exit status \(code)"
             case .signaled(let signal): "signal \(signal)"
@@ -23,25 +24,25 @@ final class MPIJob {
     }
 
     /// What a finished job left behind.
-    struct Result {
-        let command: String
-        let termination: Termination
+    public struct Result: Sendable {
+        public let command: String
+        public let termination: Termination
         /// True when the hard timeout killed the job.
-        let timedOut: Bool
+        public let timedOut: Bool
         /// From start to the top process's end.
-        let seconds: Double
-        let stdout: String
-        let stderr: String
+        public let seconds: Double
+        public let stdout: String
+        public let stderr: String
         /// Processes of the job's session still running (not zombies) after the grace period;
         /// they have been SIGKILLed since, but their presence is a defect.
-        let leftovers: [String]
+        public let leftovers: [String]
 
-        var succeeded: Bool { termination == .exited(0) && !timedOut }
-        var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
-        var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+        public var succeeded: Bool { termination == .exited(0) && !timedOut }
+        public var stdoutLines: [String] { stdout.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
+        public var stderrLines: [String] { stderr.split(separator: "\n", omittingEmptySubsequences: true).map(String.init) }
 
         /// Everything needed to understand a failure, for assertion messages.
-        var report: String {
+        public var report: String {
             let cap = 6000
             func clip(_ s: String) -> String { s.count <= cap ? s : String(s.prefix(cap)) + "\n… (\(s.count - cap) more characters)" }
             return "$ \(command)\n→ \(termination)\(timedOut ? " (timed out, killed)" : "") after \(String(format: "%.2f", seconds)) s"
@@ -50,24 +51,27 @@ final class MPIJob {
     }
 
     /// One process as /proc sees it.
-    struct ProcessEntry {
-        let pid: pid_t
-        let parent: pid_t
-        let session: pid_t
-        let state: Character
-        let name: String
+    public struct ProcessEntry: Sendable {
+        public let pid: pid_t
+        public let parent: pid_t
+        public let session: pid_t
+        public let state: Character
+        public let name: String
     }
 
-    let pid: pid_t
-    let command: String
-    let started = Date()
+    public let pid: pid_t
+    public let command: String
+    public let started = Date()
     private let scratch: URL
     private let stdoutURL: URL
     private let stderrURL: URL
-    private var status: Termination?
+    private let statusLock = NSLock()
+    /// Set once the top process has been reaped; guarded by `statusLock`.
+    private var reapedStatus: Termination?
+    private var status: Termination? { statusLock.withLock { reapedStatus } }
 
     /// Starts `executable` with `arguments` in a new session, stdin from /dev/null.
-    init(executable: String, arguments: [String], environment: [String]) throws {
+    public init(executable: String, arguments: [String], environment: [String]) throws {
         command = ([executable] + arguments).map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
         scratch = FileManager.default.temporaryDirectory.appendingPathComponent("cluster-run-\(getpid())-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -109,29 +113,37 @@ final class MPIJob {
         try? FileManager.default.removeItem(at: scratch)
     }
 
-    var stdoutText: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
-    var stderrText: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
-    var elapsed: Double { Date().timeIntervalSince(started) }
+    public var stdoutText: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+    public var stderrText: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+    public var elapsed: Double { Date().timeIntervalSince(started) }
 
     /// Whether the top process is still running (reaps it when it has ended).
-    var isRunning: Bool {
+    public var isRunning: Bool {
         reap(block: false)
         return status == nil
     }
 
     private func reap(block: Bool) {
-        guard status == nil else { return }
+        statusLock.lock()
+        defer { statusLock.unlock() }
+        guard reapedStatus == nil else { return }
         var raw: Int32 = 0
         let r = waitpid(pid, &raw, block ? 0 : WNOHANG)
         guard r == pid else { return }
         // WIFEXITED / WEXITSTATUS / WTERMSIG are macros: decode the wait status by hand.
         let signal = raw & 0x7f
-        status = signal == 0 ? .exited((raw >> 8) & 0xff) : .signaled(signal)
+        reapedStatus = signal == 0 ? .exited((raw >> 8) & 0xff) : .signaled(signal)
+    }
+
+    /// Sends `signal` to the top process (mpirun, or the plain process) if it is still running.
+    @discardableResult
+    public func send(_ signal: Int32) -> Bool {
+        isRunning && kill(pid, signal) == 0
     }
 
     // MARK: /proc
 
-    static func entry(_ pid: pid_t) -> ProcessEntry? {
+    public static func entry(_ pid: pid_t) -> ProcessEntry? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")") else { return nil }
         let name = String(text[text.index(after: open)..<close])
@@ -141,23 +153,23 @@ final class MPIJob {
         return ProcessEntry(pid: pid, parent: parent, session: session, state: state, name: name)
     }
 
-    static func allProcesses() -> [ProcessEntry] {
+    public static func allProcesses() -> [ProcessEntry] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return names.compactMap { pid_t($0) }.compactMap(entry)
     }
 
     /// Every process of this job's session (the top process included while it is not reaped).
-    func sessionMembers() -> [ProcessEntry] {
+    public func sessionMembers() -> [ProcessEntry] {
         Self.allProcesses().filter { $0.session == pid }
     }
 
     /// Live (non-zombie) processes of the session other than the top process.
-    func liveDescendants() -> [ProcessEntry] {
+    public func liveDescendants() -> [ProcessEntry] {
         sessionMembers().filter { $0.pid != pid && $0.state != "Z" && $0.state != "X" }
     }
 
     /// The direct child of the top process (an mpirun rank) whose environment says it is world rank `rank`.
-    func rankProcess(_ rank: Int) -> pid_t? {
+    public func rankProcess(_ rank: Int) -> pid_t? {
         for p in Self.allProcesses() where p.parent == pid {
             guard let data = FileManager.default.contents(atPath: "/proc/\(p.pid)/environ") else { continue }
             let variables = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
@@ -167,7 +179,7 @@ final class MPIJob {
     }
 
     /// SIGKILLs every process of the session (only this job's processes carry its session id).
-    private func killSession() {
+    public func killSession() {
         for p in sessionMembers() where p.state != "Z" { kill(p.pid, SIGKILL) }
         if status == nil { kill(pid, SIGKILL) }
     }
@@ -176,7 +188,7 @@ final class MPIJob {
 
     /// Waits for the top process to end, killing the whole session at `timeout` seconds after start;
     /// then gives the session `grace` seconds to disappear and reports (and kills) what is left.
-    func finish(timeout: Double, grace: Double = 5) -> Result {
+    public func finish(timeout: Double, grace: Double = 5) -> Result {
         var timedOut = false
         while isRunning {
             if elapsed > timeout {
@@ -194,14 +206,45 @@ final class MPIJob {
             usleep(50_000)
             left = liveDescendants()
         }
-        for p in left { kill(p.pid, SIGKILL) }
+        return result(timedOut: timedOut, seconds: seconds, killing: left)
+    }
+
+    /// The async form of `finish` for tests on Swift's concurrency threads (it sleeps instead of
+    /// blocking one): waits up to `timeout` seconds from now for the top process to end, killing
+    /// the whole session then; gives the session `grace` seconds to disappear and reports (and
+    /// kills) what is left.
+    public func finish(within timeout: Double, grace: Double = 5) async -> Result {
+        let end = Date().addingTimeInterval(timeout)
+        var timedOut = false
+        while isRunning {
+            if Date() > end {
+                timedOut = true
+                killSession()
+                reap(block: true)
+                break
+            }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let seconds = elapsed
+        let graceEnd = Date().addingTimeInterval(grace)
+        var left = liveDescendants()
+        while !left.isEmpty && Date() < graceEnd {
+            try? await Task.sleep(nanoseconds: 50_000_000)
+            left = liveDescendants()
+        }
+        return result(timedOut: timedOut, seconds: seconds, killing: left)
+    }
+
+    /// The result of the ended job; SIGKILLs `leftovers` (live processes of its session).
+    private func result(timedOut: Bool, seconds: Double, killing leftovers: [ProcessEntry]) -> Result {
+        for p in leftovers { kill(p.pid, SIGKILL) }
         return Result(command: command, termination: status!, timedOut: timedOut, seconds: seconds,
                       stdout: stdoutText, stderr: stderrText,
-                      leftovers: left.map { "pid \($0.pid) (\($0.name), state \($0.state))" })
+                      leftovers: leftovers.map { "pid \($0.pid) (\($0.name), state \($0.state))" })
     }
 
     /// Polls until `condition` holds or `timeout` seconds pass (or the job ends); returns whether it held.
-    func wait(upTo timeout: Double, until condition: () -> Bool) -> Bool {
+    public func wait(upTo timeout: Double, until condition: () -> Bool) -> Bool {
         let end = Date().addingTimeInterval(timeout)
         while Date() < end {
             if condition() { return true }
@@ -210,31 +253,42 @@ final class MPIJob {
         }
         return condition()
     }
+
+    /// The async form of `wait(upTo:until:)`: sleeps between polls instead of blocking a thread.
+    public func poll(upTo timeout: Double, until condition: () -> Bool) async -> Bool {
+        let end = Date().addingTimeInterval(timeout)
+        while Date() < end {
+            if condition() { return true }
+            if !isRunning { return condition() }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return condition()
+    }
 }
 
 /// Launching the built `conclave`, alone or under `mpirun`.
-enum Conclave {
+public enum Conclave {
     /// The build products directory: where the test bundle lives, next to `conclave`.
-    static var productsDirectory: URL {
+    public static var productsDirectory: URL {
         URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
     }
 
-    /// The package's root directory (this file is Tests/ClusterTests/MPIJob.swift).
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    /// The package's root directory (this file is Tests/TestSupport/MPIJob.swift).
+    public static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
-    static func fixture(_ name: String) -> URL {
+    public static func fixture(_ name: String) -> URL {
         packageRoot.appendingPathComponent("Tests/Fixtures/models/\(name)")
     }
 
     /// `name` with a context long enough for a generation that outlasts the test's actions
     /// (generation stops at `max_position_embeddings`).
-    static func longContextFixture(_ name: String) throws -> URL {
+    public static func longContextFixture(_ name: String) throws -> URL {
         try fixtureCopy(name, as: "long") { $0["max_position_embeddings"] = 1 << 20 }
     }
 
     /// A temporary copy of fixture `name`: links to its files and an edited config.json.
-    static func fixtureCopy(_ name: String, as label: String, editing edit: (inout [String: Any]) -> Void) throws -> URL {
+    public static func fixtureCopy(_ name: String, as label: String, editing edit: (inout [String: Any]) -> Void) throws -> URL {
         let source = fixture(name)
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-\(label)-\(name)-\(getpid())")
         try? FileManager.default.removeItem(at: dir)
@@ -249,7 +303,7 @@ enum Conclave {
     }
 
     /// The `conclave` executable, or a test failure saying where it was expected.
-    static func binary(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    public static func binary(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         let path = productsDirectory.appendingPathComponent("conclave").path
         try #require(FileManager.default.isExecutableFile(atPath: path),
                      "conclave is not built next to the tests at \(path): build it with `swift build --build-tests` (same --scratch-path)",
@@ -257,7 +311,7 @@ enum Conclave {
         return path
     }
 
-    static func mpirunPath(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
+    public static func mpirunPath(sourceLocation: SourceLocation = #_sourceLocation) throws -> String {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
             let path = "\(dir)/mpirun"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
@@ -269,7 +323,7 @@ enum Conclave {
     /// This process's environment without the launcher variables a singleton MPI start (in
     /// another suite of this process) adds: an mpirun inheriting them exits 1 silently, and a
     /// plain `conclave` inheriting them would believe it runs under mpirun.
-    static var childEnvironment: [String] {
+    public static var childEnvironment: [String] {
         let prefixes = ["OMPI_", "PMIX_", "ORTE_", "OPAL_"]
         return ProcessInfo.processInfo.environment
             .filter { key, _ in !prefixes.contains { key.hasPrefix($0) } }
@@ -278,12 +332,12 @@ enum Conclave {
     }
 
     /// Starts `conclave arguments…` as a plain child process (no MPI).
-    static func startLocal(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
+    public static func startLocal(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
         try MPIJob(executable: binary(sourceLocation: sourceLocation), arguments: arguments, environment: childEnvironment)
     }
 
     /// Starts `mpirun -np ranks … conclave arguments…` over shared memory.
-    static func startMPI(ranks: Int, _ arguments: [String], mpiOptions: [String] = [],
+    public static func startMPI(ranks: Int, _ arguments: [String], mpiOptions: [String] = [],
                          sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
         let conclave = try binary(sourceLocation: sourceLocation)
         var options = ["--oversubscribe", "-np", "\(ranks)", "--mca", "btl", "self,vader"] + mpiOptions
@@ -293,7 +347,7 @@ enum Conclave {
     }
 
     /// Runs `conclave` alone to the end (hard timeout `timeout` s).
-    static func local(_ arguments: [String], timeout: Double = 30,
+    public static func local(_ arguments: [String], timeout: Double = 30,
                       sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob.Result {
         let result = try startLocal(arguments, sourceLocation: sourceLocation).finish(timeout: timeout)
         expectClean(result, sourceLocation: sourceLocation)
@@ -301,7 +355,7 @@ enum Conclave {
     }
 
     /// Runs `conclave` under mpirun to the end (hard timeout `timeout` s).
-    static func mpi(ranks: Int, _ arguments: [String], mpiOptions: [String] = [], timeout: Double = 45,
+    public static func mpi(ranks: Int, _ arguments: [String], mpiOptions: [String] = [], timeout: Double = 45,
                     sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob.Result {
         let result = try startMPI(ranks: ranks, arguments, mpiOptions: mpiOptions, sourceLocation: sourceLocation)
             .finish(timeout: timeout)
@@ -310,7 +364,7 @@ enum Conclave {
     }
 
     /// Every job: it ended before its timeout and left no process of its own running.
-    static func expectClean(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) {
+    public static func expectClean(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) {
         #expect(!result.timedOut, "the job hit its hard timeout\n\(result.report)", sourceLocation: sourceLocation)
         #expect(result.leftovers.isEmpty, "processes of the job were still running after it ended: \(result.leftovers)\n\(result.report)",
                 sourceLocation: sourceLocation)
