@@ -78,7 +78,7 @@ struct CompletionHandler: Sendable {
             let messages = turns.map { ChatMessage(role: ChatMessage.Role(rawValue: $0.role) ?? .user, content: $0.content) }
             ids = model.tokenizer.encode(template.render(messages, addGenerationPrompt: true), addBOS: false)
         }
-        let vocabulary = model.tokenizer.vocabSize
+        let vocabulary = model.vocabSize
         if let bad = ids.first(where: { $0 >= vocabulary }) {
             throw APIError.invalidRequest("Token id \(bad) is outside the vocabulary (0..<\(vocabulary)).", param: "prompt")
         }

@@ -11,6 +11,8 @@ public struct ServedModel: Sendable {
     /// The chat format, or why the checkpoint's template is not usable (chat requests then fail).
     public var chatTemplate: Result<ChatTemplate, TokenizerError>
     public var eosTokenIds: Set<Int>
+    /// The model's vocabulary (its embedding rows; may exceed the tokenizer's).
+    public var vocabSize: Int
     /// Positions a request may use (prompt and completion): `--max-model-len`, at most the model's.
     public var contextLength: Int
     /// When the server started, for `GET /v1/models`.
@@ -22,6 +24,7 @@ public struct ServedModel: Sendable {
         self.tokenizer = tokenizer
         chatTemplate = Result { () throws(TokenizerError) in try ChatTemplate(config: tokenizer.config) }
         eosTokenIds = Set(config.eosTokenIds)
+        vocabSize = config.vocabSize
         contextLength = min(maxModelLength ?? config.maxPositionEmbeddings, config.maxPositionEmbeddings)
         self.name = name ?? directory.standardizedFileURL.lastPathComponent
         created = Int(Date().timeIntervalSince1970)

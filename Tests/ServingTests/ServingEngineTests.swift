@@ -14,6 +14,8 @@ import Testing
     static let model: DeepseekModel = {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serving-tiny-\(getpid())")
         try! SyntheticCheckpoint.write(preset: .tiny, to: directory, seed: 0, weights: .f32)
+        // The weights stay mapped after the files are gone.
+        defer { try? FileManager.default.removeItem(at: directory) }
         return try! DeepseekModel(checkpoint: Checkpoint(directory: directory))
     }()
 
