@@ -67,10 +67,12 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Sizing a cluster before buying it: footprint, layout and a decode cost model.
+        .target(name: "Planner", dependencies: ["Checkpoint"]),
         .target(name: "ServeBenchmark", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
-            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark",
+            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -88,6 +90,7 @@ let package = Package(
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
+        .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
             "ServeBenchmark", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,0 +1,87 @@
+import Checkpoint
+import Foundation
+import Planner
+import Testing
+
+/// The capacity planner on DeepSeek-V3's published config.
+@Suite struct PlannerTests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static func config(_ name: String) throws -> ModelConfig {
+        try ModelConfig(contentsOf: root.appendingPathComponent("configs/models/\(name).json"))
+    }
+
+    static let gib = Double(1 << 30)
+
+    func spec(nodes: Int, memory: Double = 512 * PlannerTests.gib, link: Double = 25e9 / 8, context: Int = 32768, concurrent: Int = 64) -> ClusterSpec {
+        ClusterSpec(nodes: nodes, nodeMemory: memory, nodeBandwidth: 200e9, linkRate: link, context: context, concurrent: concurrent)
+    }
+
+    @Test(arguments: ["deepseek-v3", "deepseek-r1"])
+    func countsThePublishedParameters(_ name: String) throws {
+        let f = ModelFootprint(config: try Self.config(name), weights: .fp8)
+        // 671 B without the MTP layer (685 B with it), as DeepSeek publishes.
+        #expect(abs(Double(f.parameters) / 671e9 - 1) < 0.005, "\(f.parameters)")
+        #expect(f.moeLayers == 58 && f.routedExperts == 256 && f.expertsPerToken == 8)
+        // FP8: a byte per routed weight plus one f32 scale per 128 × 128 tile.
+        #expect(f.expertBytes == 3 * (2048 * 7168 + 16 * 56 * 4))
+        #expect(f.cacheBytesPerPosition == 61 * 576 * 4)
+        let bf16 = ModelFootprint(config: try Self.config(name), weights: .bf16)
+        #expect(bf16.expertBytes == 3 * 2048 * 7168 * 2 && bf16.parameters == f.parameters)
+    }
+
+    @Test func refusesAClusterTooSmallWithTheShortfall() throws {
+        let f = ModelFootprint(config: try Self.config("deepseek-v3"), weights: .fp8)
+        let small = spec(nodes: 2, memory: 256 * Self.gib, context: 4096, concurrent: 8)
+        #expect(throws: CapacityPlan.Shortfall.self) { try CapacityPlan.best(for: small, footprint: f, model: .defaults) }
+        do {
+            _ = try CapacityPlan.best(for: small, footprint: f, model: .defaults)
+        } catch {
+            // Two nodes hold 2 × 248 GiB usable; the routed experts alone need ~609 GiB.
+            #expect(error.bytes > 100 * Self.gib && error.description.contains("short by"), "\(error)")
+        }
+    }
+
+    @Test func placesEveryExpertOnceWithinEachNode() throws {
+        let f = ModelFootprint(config: try Self.config("deepseek-v3"), weights: .fp8)
+        for nodes in [2, 8, 16, 32] {
+            let plan = try CapacityPlan.best(for: spec(nodes: nodes), footprint: f, model: .defaults)
+            let experts = plan.nodes.flatMap { $0.experts.flatMap { Array($0) } }
+            #expect(experts == Array(0..<256), "\(nodes) nodes")
+            for n in plan.nodes {
+                #expect(n.weightBytes + n.cacheBytes + n.freeBytes <= plan.spec.nodeMemory - plan.spec.reservedPerNode + 1)
+                #expect(n.freeBytes >= 0)
+            }
+            #expect(plan.nodes.filter(\.router).count == 1 && plan.nodes.filter(\.attention).count == plan.attentionRanks)
+        }
+    }
+
+    @Test func predictsFromBytesAndRates() throws {
+        let f = ModelFootprint(config: try Self.config("deepseek-v3"), weights: .fp8)
+        let plan = try CapacityPlan(spec: spec(nodes: 8, concurrent: 1), footprint: f, model: .defaults, attentionRanks: 1)
+        // One sequence: the attention rank streams its weights and half a context of cache.
+        let attention = (Double(f.attentionRankBytes) + 32768 / 2 * Double(f.cacheBytesPerPosition)) / (200e9 * 0.85)
+        #expect(abs(plan.prediction.attentionSeconds - attention) < 1e-9)
+        // It activates exactly 8 experts per layer; the busiest node holds a share of them.
+        let busiest = Double(plan.nodes.map(\.expertCount).max()!) / 256
+        let experts = 8 * busiest * Double(f.expertBytes * 58) / (200e9 * 0.85)
+        #expect(abs(plan.prediction.expertSeconds - experts) < 1e-9)
+        // Per layer, one row to each of the 7 other nodes (at most one per node), with its
+        // routing, and its sum back: f32 through a 25 Gbit/s link, plus four hops of 60 µs.
+        let bytes = 7 * (2 * 7168 * 4 + 2 * 8 * 4.0)
+        #expect(abs(plan.prediction.exchangeSeconds - 58 * (4 * 60e-6 + bytes / (25e9 / 8 * 0.9))) < 1e-9)
+
+        let slowLinks = try CapacityPlan(spec: spec(nodes: 8, link: 1e9 / 8, concurrent: 1), footprint: f, model: .defaults, attentionRanks: 1)
+        #expect(slowLinks.tokensPerSecond < plan.tokensPerSecond)
+    }
+
+    @Test func readsSizesAndRatesAsOperatorsWriteThem() throws {
+        #expect(try Quantity.bytes("512GiB") == 512 * Self.gib)
+        #expect(try Quantity.bytes("1TB") == 1e12)
+        #expect(try Quantity.bytes("64G") == 64 * Self.gib)
+        #expect(try Quantity.bytesPerSecond("200GB/s") == 200e9)
+        #expect(try Quantity.linkRate("25gbit") == 25e9 / 8)
+        #expect(try Quantity.linkRate("100Gbps") == 100e9 / 8)
+        #expect(throws: Quantity.ParseError.self) { try Quantity.bytes("lots") }
+        #expect(throws: Quantity.ParseError.self) { try Quantity.linkRate("25GB") }
+    }
+}
