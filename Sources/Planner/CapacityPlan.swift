@@ -108,19 +108,25 @@ public struct CapacityPlan: Sendable, Equatable {
             let router = n == 0, attention = n < attentionRanks
             let weights = (router ? Double(f.routerBytes) : 0) + (attention ? Double(f.attentionRankBytes) : 0)
             let cache = attention ? cacheShare : 0
-            let free = spec.usablePerNode - weights - cache
-            guard free >= 0 else {
-                throw Shortfall(bytes: -free, reason: "an attention rank's weights (\(Shortfall.format(Double(f.attentionRankBytes)))) and "
-                                + "its share of the latent cache (\(Shortfall.format(cache))) exceed a node's usable memory")
-            }
-            nodes.append(NodePlan(node: n, router: router, attention: attention, experts: [], weightBytes: weights, cacheBytes: cache, freeBytes: free))
+            nodes.append(NodePlan(node: n, router: router, attention: attention, experts: [], weightBytes: weights, cacheBytes: cache,
+                                  freeBytes: spec.usablePerNode - weights - cache))
         }
-        let capacity = nodes.map { Int(($0.freeBytes / expertAllLayers).rounded(.down)) }
+        // What does not fit: attention nodes over their memory, and experts beyond the slots left.
+        let attentionOverflow = nodes.reduce(0) { $0 + max(-$1.freeBytes, 0) }
+        let capacity = nodes.map { Int((max($0.freeBytes, 0) / expertAllLayers).rounded(.down)) }
         let slots = capacity.reduce(0, +)
-        guard slots >= f.routedExperts else {
-            let missing = Double(f.routedExperts) * expertAllLayers - nodes.reduce(0) { $0 + $1.freeBytes }
-            throw Shortfall(bytes: max(missing, expertAllLayers), reason: "\(f.routedExperts) routed experts (\(Shortfall.format(Double(f.routedBytes)))) "
-                            + "need \(f.routedExperts) expert slots; the memory left after attention holds \(slots)")
+        let expertOverflow = Double(max(f.routedExperts - slots, 0)) * expertAllLayers
+        guard attentionOverflow == 0, expertOverflow == 0 else {
+            var reasons: [String] = []
+            if attentionOverflow > 0 {
+                reasons.append("an attention rank's weights (\(Shortfall.format(Double(f.attentionRankBytes)))) and its share of the latent cache "
+                               + "(\(Shortfall.format(cacheShare))) exceed a node's usable memory (\(Shortfall.format(spec.usablePerNode)))")
+            }
+            if expertOverflow > 0 {
+                reasons.append("the memory left holds \(slots) of \(f.routedExperts) routed experts (\(Shortfall.format(expertAllLayers)) each, every layer)")
+            }
+            throw Shortfall(bytes: attentionOverflow + expertOverflow,
+                            reason: "with \(attentionRanks) attention rank(s), " + reasons.joined(separator: "; "))
         }
         // One copy of every expert, split in proportion to capacity; the rest is room for replicas.
         var counts = capacity.map { Int((Double($0) / Double(slots) * Double(f.routedExperts)).rounded(.down)) }
@@ -142,35 +148,54 @@ public struct CapacityPlan: Sendable, Equatable {
         self.nodes = nodes
         self.attentionRanks = attentionRanks
         redundantExperts = slots - f.routedExperts
-        prediction = Self.predict(spec: spec, footprint: f, model: model, attentionRanks: attentionRanks,
-                                  busiestExpertShare: Double(counts.max()!) / Double(f.routedExperts))
+        prediction = Self.predict(spec: spec, footprint: f, model: model, layout: DecodeLayout(
+            attentionRanks: attentionRanks, remoteAttentionRanks: attentionRanks - 1,
+            remoteExpertNodes: counts.dropFirst().filter { $0 > 0 }.count,
+            busiestExpertShare: Double(counts.max()!) / Double(f.routedExperts)))
     }
 
     /// One decode step of every sequence, layer after layer: attention ranks stream their
     /// weights and their sequences' caches (half the context on average), the busiest expert
-    /// node streams its share of the experts the step activates, and every MoE layer pays
-    /// one all-to-all through the router's link.
-    static func predict(spec: ClusterSpec, footprint f: ModelFootprint, model: CostModel, attentionRanks: Int,
-                        busiestExpertShare: Double) -> DecodePrediction {
+    /// node streams its share of the experts the step activates, every layer pays a fixed
+    /// overhead, and every MoE layer one all-to-all through the router's link.
+    public static func predict(spec: ClusterSpec, footprint f: ModelFootprint, model: CostModel, layout: DecodeLayout) -> DecodePrediction {
         let bandwidth = spec.nodeBandwidth * model.memoryEfficiency
         let sequences = Double(spec.concurrent)
-        let perRank = (sequences / Double(attentionRanks)).rounded(.up)
+        let perRank = (sequences / Double(layout.attentionRanks)).rounded(.up)
         let cacheRead = perRank * Double(spec.context) / 2 * Double(f.cacheBytesPerPosition)
-        let attention = (Double(f.attentionRankBytes) + cacheRead) / bandwidth
+        let attention = (Double(f.attentionRankBytes) + cacheRead) / bandwidth + Double(f.layers) * model.layerOverhead
         // Distinct experts a layer activates when every sequence picks k of E.
         let e = Double(f.routedExperts), k = Double(f.expertsPerToken)
         let activated = e * (1 - pow(1 - k / e, sequences))
-        let experts = activated * busiestExpertShare * Double(f.expertBytes) * Double(f.moeLayers) / bandwidth
+        let experts = activated * layout.busiestExpertShare * Double(f.expertBytes) * Double(f.moeLayers) / bandwidth
         // f32 rows through the router's link, hop after hop: hidden states of remote attention
         // ranks in, dispatched rows (with routing) out to remote expert nodes — at most one per
         // token and node — their sums back in, the routed outputs back out.
         let h = Double(f.hiddenSize) * 4
-        let remoteAttention = sequences * Double(attentionRanks - 1) / Double(attentionRanks)
-        let dispatchRows = sequences * min(k, Double(spec.nodes - 1))
+        let remoteAttention = sequences * Double(layout.remoteAttentionRanks) / Double(layout.attentionRanks)
+        let dispatchRows = sequences * min(k, Double(layout.remoteExpertNodes))
         let bytes = 2 * remoteAttention * h + dispatchRows * (2 * h + 2 * k * 4)
-        let link: Double? = spec.nodes > 1 ? spec.linkRate : nil
+        let link: Double? = layout.remoteAttentionRanks + layout.remoteExpertNodes > 0 ? spec.linkRate : nil
         let exchange = Double(f.moeLayers) * model.exchangeSeconds(bytes: bytes, linkRate: link)
         return DecodePrediction(attentionSeconds: attention, expertSeconds: experts, exchangeSeconds: exchange,
                                 exchangeBytes: bytes * Double(f.moeLayers))
+    }
+}
+
+/// What a decode step's cost depends on in a layout.
+public struct DecodeLayout: Sendable, Equatable {
+    public var attentionRanks: Int
+    /// Attention ranks on other nodes than the router's (their hidden states cross a link).
+    public var remoteAttentionRanks: Int
+    /// Nodes other than the router's that hold experts.
+    public var remoteExpertNodes: Int
+    /// Fraction of the routed experts on the node that holds the most.
+    public var busiestExpertShare: Double
+
+    public init(attentionRanks: Int, remoteAttentionRanks: Int, remoteExpertNodes: Int, busiestExpertShare: Double) {
+        self.attentionRanks = attentionRanks
+        self.remoteAttentionRanks = remoteAttentionRanks
+        self.remoteExpertNodes = remoteExpertNodes
+        self.busiestExpertShare = busiestExpertShare
     }
 }

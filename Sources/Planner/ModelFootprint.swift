@@ -16,6 +16,7 @@ public struct ModelFootprint: Sendable, Equatable {
     public var routerBytes: Int
     /// One routed expert of one layer (gate, up and down projections).
     public var expertBytes: Int
+    public var layers: Int
     public var moeLayers: Int
     public var routedExperts: Int
     public var expertsPerToken: Int
@@ -59,6 +60,7 @@ public struct ModelFootprint: Sendable, Equatable {
         attentionRankBytes = embeddings.bytes + c.numHiddenLayers * attention.bytes + denseLayers * denseMLP.bytes + moeLayers * shared.bytes
         routerBytes = moeLayers * gate.parameters * 4
         expertBytes = expert.bytes
+        layers = c.numHiddenLayers
         self.moeLayers = moeLayers
         routedExperts = c.nRoutedExperts
         expertsPerToken = c.numExpertsPerTok

@@ -21,8 +21,8 @@ extension CapacityPlan {
         out += String(format: "predicted decode: %.1f tokens/s for %d sequences (%.1f ms per token): attention %.1f ms, experts %.1f ms, all-to-all %.1f ms (%.1f MB per step through the router's link)\n",
                       tokensPerSecond, spec.concurrent, p.stepSeconds * 1000, p.attentionSeconds * 1000, p.expertSeconds * 1000,
                       p.exchangeSeconds * 1000, p.exchangeBytes / 1e6)
-        out += String(format: "cost model (%@): memory efficiency %.2f, link efficiency %.2f, %.0f µs per message hop\n",
-                      model.source, model.memoryEfficiency, model.linkEfficiency, model.messageLatency * 1e6)
+        out += String(format: "cost model (%@): memory efficiency %.2f, link efficiency %.2f, %.0f µs per message hop, %.0f µs per layer\n",
+                      model.source, model.memoryEfficiency, model.linkEfficiency, model.messageLatency * 1e6, model.layerOverhead * 1e6)
         return out
     }
 

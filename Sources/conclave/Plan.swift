@@ -1,5 +1,6 @@
 import ArgumentParser
 import Checkpoint
+import Cluster
 import Foundation
 import Planner
 
@@ -42,12 +43,19 @@ struct Plan: ParsableCommand {
     @Option(help: "Cost-model constants as JSON (from tools/calibrate-planner).")
     var calibration: String?
 
+    @Option(help: "Predict this rank layout (configs/layouts/ format) instead of searching for one; needs --hostfile.")
+    var layout: String?
+
+    @Option(help: "With --layout: the Open MPI hostfile that places its ranks (slots fill in order); its hosts are the nodes.")
+    var hostfile: String?
+
     @Flag(help: "Print the plan as JSON.")
     var json = false
 
     func validate() throws {
         guard nodes >= 1 else { throw ValidationError("--nodes must be ≥ 1") }
         guard context >= 1, concurrent >= 1 else { throw ValidationError("--context and --concurrent must be ≥ 1") }
+        guard (layout == nil) == (hostfile == nil) else { throw ValidationError("--layout and --hostfile go together") }
     }
 
     func run() throws {
@@ -58,6 +66,18 @@ struct Plan: ParsableCommand {
                                linkRate: try Quantity.linkRate(link), context: context, concurrent: concurrent,
                                reservedPerNode: try Quantity.bytes(reserve))
         let footprint = ModelFootprint(config: modelConfig, weights: weights)
+        if let layout, let hostfile {
+            let placed = try Self.decodeLayout(layout: URL(fileURLWithPath: layout), hostfile: URL(fileURLWithPath: hostfile),
+                                               routedExperts: modelConfig.nRoutedExperts)
+            let p = CapacityPlan.predict(spec: spec, footprint: footprint, model: model, layout: placed)
+            let line = String(format: "predicted decode for %@ on %@: %.1f tokens/s for %d sequences (%.2f ms per token): attention %.2f ms, experts %.2f ms, all-to-all %.2f ms (%.3f MB per step through the router's link)",
+                              layout, hostfile, Double(concurrent) / p.stepSeconds, concurrent, p.stepSeconds * 1000, p.attentionSeconds * 1000,
+                              p.expertSeconds * 1000, p.exchangeSeconds * 1000, p.exchangeBytes / 1e6)
+            emit(json ? try jsonText(["tokens_per_second": Double(concurrent) / p.stepSeconds, "step_seconds": p.stepSeconds,
+                                      "attention_seconds": p.attentionSeconds, "expert_seconds": p.expertSeconds,
+                                      "exchange_seconds": p.exchangeSeconds, "exchange_bytes": p.exchangeBytes]) : line)
+            return
+        }
         let plan: CapacityPlan
         do {
             plan = try CapacityPlan.best(for: spec, footprint: footprint, model: model)
@@ -66,6 +86,26 @@ struct Plan: ParsableCommand {
             throw ExitCode(1)
         }
         emit(json ? try jsonText(plan.jsonObject) : plan.text)
+    }
+}
+
+extension Plan {
+    /// What a decode step's cost depends on in a given layout: ranks placed on the
+    /// hostfile's hosts in slot order.
+    static func decodeLayout(layout file: URL, hostfile: URL, routedExperts: Int) throws -> DecodeLayout {
+        let hosts = try Hostfile(contentsOf: hostfile)
+        let layout = try ClusterLayout.load(file, worldSize: try ClusterLayout.worldSize(of: file), routedExperts: routedExperts)
+        guard hosts.totalSlots >= layout.worldSize else {
+            throw ValidationError("\(hostfile.path) has \(hosts.totalSlots) slots; the layout has \(layout.worldSize) ranks")
+        }
+        func node(_ rank: Int) -> String { hosts.node(ofRank: rank)!.name }
+        let routerNode = node(layout.router)
+        var expertsPerNode: [String: Int] = [:]
+        for r in layout.expertRanks { expertsPerNode[node(r), default: 0] += layout.experts(heldBy: r).count }
+        return DecodeLayout(attentionRanks: layout.attentionRanks.count,
+                            remoteAttentionRanks: layout.attentionRanks.filter { node($0) != routerNode }.count,
+                            remoteExpertNodes: expertsPerNode.keys.filter { $0 != routerNode }.count,
+                            busiestExpertShare: Double(expertsPerNode.values.max() ?? 0) / Double(routedExperts))
     }
 }
 
