@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.21.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.65.0"),
+        // SHA-256 of model shards (conclave shard's manifest, start-up verification).
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.0.0"..<"5.0.0"),
     ],
     targets: [
         // C bridges: module maps over the C libraries; Transport and ControlPlane wrap MPI and
@@ -53,7 +55,8 @@ let package = Package(
         .target(name: "Sampling", swiftSettings: fast),
         .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Sampling", "Tokenizer"]),
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
-        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer"]),
+        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer",
+                                                .product(name: "Crypto", package: "swift-crypto")]),
 
         // Serving: OpenAI's schema at the edge, the engine loop behind a queue, HTTP in front.
         .target(name: "OpenAIAPI"),
@@ -87,6 +90,7 @@ let package = Package(
         // Launching the built `conclave` (alone, under mpirun, or as a server) from tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane", "TestSupport"]),
+        .testTarget(name: "TestbedTests", dependencies: ["TestSupport"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),

@@ -637,7 +637,7 @@ void   conclave__v1__envelope__free_unpacked
   assert(message->base.descriptor == &conclave__v1__envelope__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor conclave__v1__hello__field_descriptors[6] =
+static const ProtobufCFieldDescriptor conclave__v1__hello__field_descriptors[8] =
 {
   {
     "rank",
@@ -711,10 +711,36 @@ static const ProtobufCFieldDescriptor conclave__v1__hello__field_descriptors[6] 
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "disk_bytes",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__Hello, disk_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "model_directory",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Conclave__V1__Hello, model_directory),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned conclave__v1__hello__field_indices_by_name[] = {
+  6,   /* field[6] = disk_bytes */
   3,   /* field[3] = experts */
   1,   /* field[1] = host */
+  7,   /* field[7] = model_directory */
   5,   /* field[5] = pid */
   0,   /* field[0] = rank */
   4,   /* field[4] = resident_weight_bytes */
@@ -723,7 +749,7 @@ static const unsigned conclave__v1__hello__field_indices_by_name[] = {
 static const ProtobufCIntRange conclave__v1__hello__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor conclave__v1__hello__descriptor =
 {
@@ -733,7 +759,7 @@ const ProtobufCMessageDescriptor conclave__v1__hello__descriptor =
   "Conclave__V1__Hello",
   "conclave.v1",
   sizeof(Conclave__V1__Hello),
-  6,
+  8,
   conclave__v1__hello__field_descriptors,
   conclave__v1__hello__field_indices_by_name,
   1,  conclave__v1__hello__number_ranges,

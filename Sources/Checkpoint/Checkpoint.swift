@@ -116,6 +116,50 @@ public final class Checkpoint: @unchecked Sendable {
     /// `loadStats.residentBytes`: bytes of weights this process holds for the tensors it loaded.
     public var residentBytes: Int { loadStats.residentBytes }
 
+    /// Bytes of the weight files on disk: `model.safetensors`, or every shard the index names.
+    public func weightFileBytes() throws -> Int {
+        let names = weightMap.map { Set($0.values) } ?? [Self.singleFile]
+        return try names.reduce(0) { total, name in
+            let path = directory.appendingPathComponent(name).path
+            var st = stat()
+            guard stat(path, &st) == 0 else {
+                throw CheckpointError.io(file: path, operation: "stat", reason: String(cString: strerror(errno)))
+            }
+            return total + Int(st.st_size)
+        }
+    }
+
+    /// Tensor `name` exactly as stored (any dtype), pointing into its mapped file, for copying it
+    /// elsewhere; not counted as loaded. Valid while this checkpoint lives.
+    public func storedBytes(of name: String) throws -> (info: TensorInfo, bytes: UnsafeRawBufferPointer) {
+        let (file, info) = try locate(name)
+        return (info, try file.bytes(name))
+    }
+
+    /// Locks the pages of every tensor handed out zero-copy so far in RAM (`mlock`), reading in
+    /// what is not resident: a host that cannot hold them fails here instead of paging while it
+    /// serves. Converted copies (FP8 scales, vectors) are ordinary heap memory and are not locked.
+    /// Returns the bytes locked (whole pages).
+    @discardableResult
+    public func lockMappedWeights() throws(WeightLockError) -> Int {
+        let spans: [(file: SafetensorsFile, pages: [Range<Int>])] = lock.withLock {
+            var namesByFile: [String: [String]] = [:]
+            for name in mappedNames { namesByFile[weightMap?[name] ?? Self.singleFile, default: []].append(name) }
+            return namesByFile.sorted { $0.key < $1.key }.map { file, names in (files[file]!, files[file]!.pageSpans(of: names)) }
+        }
+        let bytes = spans.reduce(0) { $0 + $1.pages.reduce(0) { $0 + $1.count } }
+        let limits = MemoryLimits.current()
+        // Locking past a cgroup's limit does not fail: it summons the OOM killer. Refuse first.
+        if let cgroup = limits.cgroup, bytes > cgroup.room {
+            throw WeightLockError(bytes: bytes, cause: .cgroupLimit, limits: limits)
+        }
+        for (file, pages) in spans {
+            let code = file.lockPages(pages)
+            guard code == 0 else { throw WeightLockError(bytes: bytes, cause: .system(code), limits: limits) }
+        }
+        return bytes
+    }
+
     /// Where `name` should be: the shard the index assigns it to, or the directory.
     private func location(_ name: String) -> String {
         if let weightMap {

@@ -96,6 +96,35 @@ public final class SafetensorsFile: @unchecked Sendable {
         return UnsafeRawBufferPointer(start: base + dataStart + offset, count: info.byteCount)
     }
 
+    /// The pages of the mapping that hold the bytes of the tensors `names`, as offsets from its
+    /// start: whole pages, merged where they touch (`mlock` counts whole pages).
+    public func pageSpans(of names: some Sequence<String>) -> [Range<Int>] {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let spans = names.compactMap { name -> Range<Int>? in
+            guard let info = tensors[name], let offset = offsets[name], info.byteCount > 0 else { return nil }
+            let start = dataStart + offset, end = start + info.byteCount
+            return (start / page * page)..<((end + page - 1) / page * page)
+        }.sorted { $0.lowerBound < $1.lowerBound }
+        var merged: [Range<Int>] = []
+        for span in spans {
+            if let last = merged.last, span.lowerBound <= last.upperBound {
+                merged[merged.count - 1] = last.lowerBound..<max(last.upperBound, span.upperBound)
+            } else {
+                merged.append(span)
+            }
+        }
+        return merged
+    }
+
+    /// Locks `spans` of the mapping (from `pageSpans`) in RAM, reading in what is not resident yet.
+    /// Returns 0, or the errno of the first span that could not be locked.
+    public func lockPages(_ spans: [Range<Int>]) -> Int32 {
+        for span in spans where mlock(base + span.lowerBound, span.count) != 0 {
+            return errno
+        }
+        return 0
+    }
+
     private static func errnoText() -> String { String(cString: strerror(errno)) }
 
     private static func parseHeader(base: UnsafeRawPointer, fileSize: Int, fileName: String) throws

@@ -6,16 +6,23 @@ import Foundation
 import Model
 import Transport
 
-/// How to start a cluster run: the model, and where the layout comes from.
+/// How to start a cluster run: the model, where the layout comes from, and how to hold the weights.
 public struct ClusterOptions: Sendable {
     public var model: URL
     public var layoutFile: URL?
     public var attentionRanks: Int?
+    /// For a node's shard (`conclave shard`): hash the files a rank reads against the manifest
+    /// before loading (sizes are always checked).
+    public var verifyChecksums: Bool
+    /// Lock each rank's mapped weights in RAM (`mlock`) once loaded.
+    public var lockWeights: Bool
 
-    public init(model: URL, layoutFile: URL? = nil, attentionRanks: Int? = nil) {
+    public init(model: URL, layoutFile: URL? = nil, attentionRanks: Int? = nil, verifyChecksums: Bool = true, lockWeights: Bool = false) {
         self.model = model
         self.layoutFile = layoutFile
         self.attentionRanks = attentionRanks
+        self.verifyChecksums = verifyChecksums
+        self.lockWeights = lockWeights
     }
 }
 
@@ -39,7 +46,7 @@ public final class ClusterSession {
 
     public var ranksJSON: [[String: Any]] {
         ranks.map { ["rank": $0.rank, "host": $0.host, "role": $0.role.rawValue, "experts": $0.experts,
-                     "resident_weight_bytes": $0.residentWeightBytes] }
+                     "resident_weight_bytes": $0.residentWeightBytes, "disk_bytes": $0.diskBytes] }
     }
 }
 
@@ -47,41 +54,44 @@ public final class ClusterSession {
 ///
 /// Every rank reads config.json and the layout and validates them before loading any
 /// weight; a mismatch is one line from rank 0 and every rank exits non-zero. Then each
-/// rank maps only the tensors of its role and reports a `Hello` (or its load error) to
-/// rank 0, which prints the start-up table — or every rank's error — and tells all ranks
-/// to go on or stop.
+/// rank checks its node's shard against its manifest (when the model directory is one),
+/// maps only the tensors of its role (locking them in RAM with `lockWeights`) and reports a
+/// `Hello` (or its error) to rank 0, which prints the start-up table — or every rank's
+/// error — and tells all ranks to go on or stop.
 public enum ClusterLauncher {
     /// On rank 0, the session to drive; on the other ranks, runs their role until the
     /// router shuts the cluster down, then returns nil.
     public static func start(_ options: ClusterOptions, world: Communicator) throws -> ClusterSession? {
         // Layouts keep the router at rank 0: it owns the requests and prints the results.
         let router = 0
-        let verdict = Result { () throws -> (ModelConfig, ClusterLayout) in
+        let host = MPIRuntime.processorName
+        let verdict = Result { () throws -> (ModelConfig, ClusterLayout, ShardManifest?) in
             let config = try ModelConfig(contentsOf: options.model.appendingPathComponent(Checkpoint.configFile))
             let layout = if let file = options.layoutFile {
                 try ClusterLayout.load(file, worldSize: world.size, routedExperts: config.nRoutedExperts)
             } else {
                 try ClusterLayout.derived(worldSize: world.size, routedExperts: config.nRoutedExperts, attentionRanks: options.attentionRanks)
             }
-            return (config, layout)
+            return (config, layout, try ShardManifest.read(in: options.model, host: host))
         }
         // Ranks usually agree (same files); when one cannot read its copy, or its copy of the
-        // model differs (nodes with their own disks), all must still stop together.
+        // model differs (nodes with their own disks), all must still stop together. A node's
+        // shard has an index of its own: it answers for the model it was cut from.
         let mine = switch verdict {
-        case .success: "model " + modelFingerprint(options.model)
+        case .success(let (_, _, manifest)): "model " + (manifest?.sourceFingerprint ?? modelFingerprint(options.model))
         case .failure(let error): "error \(error)"
         }
         let verdicts = try world.gather(bytes: Array(mine.utf8), root: router).map { String(decoding: $0, as: UTF8.self) }
         let problems: [(rank: Int, message: String)] = verdicts.enumerated().compactMap { rank, v in
             if v.hasPrefix("error ") { return (rank, String(v.dropFirst(6))) }
             if v != verdicts[router], !verdicts[router].hasPrefix("error ") {
-                return (rank, "its config.json or weight index differs from rank 0's copy of \(options.model.path): every rank must load the same model")
+                return (rank, "its model (config.json and weight index, or for a node's shard the model it was cut from) differs from rank 0's copy of \(options.model.path): every rank must load the same model")
             }
             return nil
         }
         var failed: [Int32] = [problems.isEmpty ? 0 : 1]
         try failed.withUnsafeMutableBufferPointer { try world.broadcast($0, root: router) }
-        guard failed[0] == 0, case .success(let (config, layout)) = verdict else {
+        guard failed[0] == 0, case .success(let (config, layout, manifest)) = verdict else {
             let messages = Dictionary(grouping: problems) { $0.message }
             let report = messages.sorted { $0.value[0].rank < $1.value[0].rank }.map { message, ranks in
                 ranks.count == world.size ? message : "rank \(ranks.map { String($0.rank) }.joined(separator: ", ")): \(message)"
@@ -92,30 +102,35 @@ public enum ClusterLauncher {
         let expertComm = try world.split(color: role == .attention ? nil : 1, key: world.rank)
         let expertCommRanks = [layout.router] + layout.expertRanks
 
-        var part: Result<Part, Error>
-        do {
+        let part = Result { () throws -> (part: Part, diskBytes: Int) in
+            try manifest?.check(rank: world.rank, layout: layout, config: config, directory: options.model, host: host,
+                                checksums: options.verifyChecksums)
             let checkpoint = try Checkpoint(directory: options.model)
+            let loaded: Part
             switch role {
             case .router:
-                part = .success(.router(try RouterRank(world: world, expertComm: expertComm!, expertCommRanks: expertCommRanks,
-                                                       layout: layout, checkpoint: checkpoint), checkpoint))
+                loaded = .router(try RouterRank(world: world, expertComm: expertComm!, expertCommRanks: expertCommRanks,
+                                                layout: layout, checkpoint: checkpoint), checkpoint)
             case .attention:
-                part = .success(.attention(try DeepseekModel(checkpoint: checkpoint, localRouted: false), checkpoint))
+                loaded = .attention(try DeepseekModel(checkpoint: checkpoint, localRouted: false), checkpoint)
             case .expert:
                 let held = layout.experts(heldBy: world.rank)
                 let layers = try (0..<config.numHiddenLayers).filter(config.isMoELayer).map {
                     try RoutedExperts(checkpoint: checkpoint, layer: $0, held: held)
                 }
-                part = .success(.expert(layers, checkpoint))
+                loaded = .expert(layers, checkpoint)
             }
-        } catch {
-            part = .failure(error)
+            if options.lockWeights { try checkpoint.lockMappedWeights() }
+            return (loaded, try checkpoint.weightFileBytes())
         }
 
         let report: ControlMessage = switch part {
-        case .success(let p):
-            .hello(Hello(rank: world.rank, host: MPIRuntime.processorName, role: RankRole(role), experts: layout.experts(heldBy: world.rank),
-                         residentWeightBytes: p.checkpoint.residentBytes, pid: Int(getpid())))
+        case .success(let (p, diskBytes)):
+            .hello(Hello(rank: world.rank, host: host, role: RankRole(role), experts: layout.experts(heldBy: world.rank),
+                         residentWeightBytes: p.checkpoint.residentBytes, pid: Int(getpid()),
+                         diskBytes: diskBytes, modelDirectory: options.model.standardizedFileURL.path))
+        case .failure(let e as WeightLockError):
+            .errorReport(ErrorReport(rank: world.rank, code: .internal, message: e.message(host: host, rank: world.rank)))
         case .failure(let e):
             .errorReport(ErrorReport(rank: world.rank, code: .internal, message: "\(e)"))
         }
@@ -137,12 +152,14 @@ public enum ClusterLauncher {
             throw ClusterStartError(message: failures.joined(separator: "\n"), printedBy: world.rank == router)
         }
         if world.rank == router {
-            let table = layout.table(hosts: Dictionary(uniqueKeysWithValues: hellos.map { ($0.rank, $0.host) }),
-                                     residentBytes: Dictionary(uniqueKeysWithValues: hellos.map { ($0.rank, $0.residentWeightBytes) }))
+            let table = layout.table(Dictionary(uniqueKeysWithValues: hellos.map {
+                ($0.rank, RankFootprint(host: $0.host, residentBytes: $0.residentWeightBytes, modelDirectory: $0.modelDirectory,
+                                        diskBytes: $0.diskBytes))
+            }))
             FileHandle.standardError.write(Data((table.hasSuffix("\n") ? table : table + "\n").utf8))
         }
 
-        switch try part.get() {
+        switch try part.get().part {
         case .router(let r, _):
             return ClusterSession(router: r, ranks: hellos)
         case .attention(let model, _):

@@ -305,29 +305,63 @@ enum JSONValue: Decodable {
 
 // MARK: - Start-up table
 
+/// What one rank reported at start-up, as the start-up table shows it.
+public struct RankFootprint: Sendable, Equatable {
+    public var host: String
+    /// Weight bytes the rank holds.
+    public var residentBytes: Int
+    /// The rank's model directory (its node's shard, or the whole model) and the bytes of the
+    /// safetensors files there; ranks of a node sharing a directory count it once.
+    public var modelDirectory: String
+    public var diskBytes: Int
+
+    public init(host: String, residentBytes: Int, modelDirectory: String, diskBytes: Int) {
+        self.host = host
+        self.residentBytes = residentBytes
+        self.modelDirectory = modelDirectory
+        self.diskBytes = diskBytes
+    }
+}
+
 extension ClusterLayout {
     /// The start-up table rank 0 prints to standard error: one row per rank,
     /// `rank  host  role  experts  weights`, experts compacted to ranges (`0-7,12`) and
-    /// resident weight bytes human-readable (`12.4 MiB`). Unknown hosts and sizes print `-`.
-    public func table(hosts: [Int: String], residentBytes: [Int: Int]) -> String {
+    /// resident weight bytes human-readable (`12.4 MiB`), unknown ones `-`; then one row per
+    /// node, `host  ranks  weights  on disk`: the resident weights of its ranks, and the
+    /// safetensors bytes of its model directories.
+    public func table(_ ranks: [Int: RankFootprint]) -> String {
         var rows = [["rank", "host", "role", "experts", "weights"]]
         for rank in 0..<worldSize {
             let held = experts(heldBy: rank)
             rows.append([
                 "\(rank)",
-                hosts[rank] ?? "-",
+                ranks[rank]?.host ?? "-",
                 role(of: rank).rawValue,
                 held.isEmpty ? "-" : Self.ranges(held),
-                residentBytes[rank].map(Self.bytes) ?? "-",
+                ranks[rank].map { Self.bytes($0.residentBytes) } ?? "-",
             ])
         }
-        let widths = (0..<5).map { column in rows.map { $0[column].count }.max()! }
-        // Numbers right-aligned, words left-aligned.
-        let right = [true, false, false, false, true]
+        var hosts: [String] = []
+        for rank in ranks.keys.sorted() where !hosts.contains(ranks[rank]!.host) { hosts.append(ranks[rank]!.host) }
+        var nodes = [["host", "ranks", "weights", "on disk"]]
+        for host in hosts {
+            let here = ranks.filter { $0.value.host == host }
+            var directories: [String: Int] = [:]
+            for footprint in here.values { directories[footprint.modelDirectory] = footprint.diskBytes }
+            nodes.append([host, Self.ranges(Array(here.keys)), Self.bytes(here.values.reduce(0) { $0 + $1.residentBytes }),
+                          Self.bytes(directories.values.reduce(0, +))])
+        }
+        return Self.columns(rows, rightAligned: [true, false, false, false, true])
+            + (hosts.isEmpty ? "" : "\n\n" + Self.columns(nodes, rightAligned: [false, false, true, true]))
+    }
+
+    /// Rows padded into columns two spaces apart; numbers right-aligned, words left-aligned.
+    static func columns(_ rows: [[String]], rightAligned: [Bool]) -> String {
+        let widths = rightAligned.indices.map { column in rows.map { $0[column].count }.max()! }
         return rows.map { row in
-            (0..<5).map { column in
+            rightAligned.indices.map { column in
                 let pad = String(repeating: " ", count: widths[column] - row[column].count)
-                return right[column] ? pad + row[column] : row[column] + pad
+                return rightAligned[column] ? pad + row[column] : row[column] + pad
             }
             .joined(separator: "  ")
             .trimmingTrailingSpaces

@@ -19,14 +19,21 @@ public struct Hello: Sendable, Hashable {
     public var experts: [Int]
     public var residentWeightBytes: Int
     public var pid: Int
+    /// Bytes of the safetensors files in the rank's model directory (its node's shard, or the whole model).
+    public var diskBytes: Int
+    /// That directory: ranks of one node sharing it count its bytes once.
+    public var modelDirectory: String
 
-    public init(rank: Int, host: String, role: RankRole, experts: [Int] = [], residentWeightBytes: Int = 0, pid: Int) {
+    public init(rank: Int, host: String, role: RankRole, experts: [Int] = [], residentWeightBytes: Int = 0, pid: Int,
+                diskBytes: Int = 0, modelDirectory: String = "") {
         self.rank = rank
         self.host = host
         self.role = role
         self.experts = experts
         self.residentWeightBytes = residentWeightBytes
         self.pid = pid
+        self.diskBytes = diskBytes
+        self.modelDirectory = modelDirectory
     }
 }
 

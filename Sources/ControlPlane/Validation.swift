@@ -50,6 +50,7 @@ extension Hello {
         if rank != sender { throw ValueError("hello names rank \(rank) but comes from rank \(sender)") }
         try expertList(experts, "experts")
         try nonNegative(residentWeightBytes, "resident_weight_bytes")
+        try nonNegative(diskBytes, "disk_bytes")
         if pid <= 0 { throw ValueError("pid \(pid) is not a process id") }
     }
 }

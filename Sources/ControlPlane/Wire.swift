@@ -73,6 +73,8 @@ enum Wire {
         (h.n_experts, h.experts) = arena.array(try uint32s(m.experts, "experts"))
         h.resident_weight_bytes = try uint64(m.residentWeightBytes, "resident_weight_bytes")
         h.pid = try int32(m.pid, "pid")
+        h.disk_bytes = try uint64(m.diskBytes, "disk_bytes")
+        h.model_directory = arena.string(m.modelDirectory)
         return h
     }
 
@@ -282,7 +284,8 @@ enum Wire {
         return Hello(rank: Int(h.rank), host: try string(h.host, "hello.host"), role: try role(h.role, "hello.role"),
                      experts: array(h.experts, h.n_experts).map(Int.init),
                      residentWeightBytes: try int(h.resident_weight_bytes, "hello.resident_weight_bytes"),
-                     pid: Int(h.pid))
+                     pid: Int(h.pid), diskBytes: try int(h.disk_bytes, "hello.disk_bytes"),
+                     modelDirectory: try string(h.model_directory, "hello.model_directory"))
     }
 
     private static func swift(_ p: UnsafePointer<Conclave__V1__Topology>) throws(ValueError) -> Topology {

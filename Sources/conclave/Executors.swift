@@ -16,6 +16,12 @@ struct ClusterArguments: ParsableArguments {
 
     @Option(name: .customLong("profile-out"), help: "Under mpirun: write the all-to-all profile (and the rank table) as JSON to this file.")
     var profileOut: String?
+
+    @Flag(help: "Lock the loaded weights in RAM (mlock): a host that cannot hold its share fails at start-up with the shortfall in bytes instead of paging while it serves. Needs RLIMIT_MEMLOCK (ulimit -l, memlock in limits.conf) above each process's weights, or CAP_IPC_LOCK.")
+    var mlock = false
+
+    @Flag(inversion: .prefixedNo, help: "Under mpirun with a node's shard (conclave shard): hash every file a rank reads against conclave-shard.json before loading. Sizes, ranks and tensor lists are checked either way; hashing costs a read of the rank's share.")
+    var verifyChecksums = true
 }
 
 /// Where steps run: this process's whole model, or — under mpirun with several ranks —
@@ -31,6 +37,17 @@ enum Executor {
         }
     }
 
+    /// The whole model in this process, its mapped weights locked in RAM when asked.
+    private static func local(model: URL, lockingWeights: Bool) throws -> Executor {
+        if let shard = try ShardManifest.read(in: model, host: MPIRuntime.processorName), shard.ranks.count < shard.worldSize {
+            throw ValidationError("\(model.path) is node \(shard.host)'s shard of a \(shard.worldSize)-rank cluster (conclave shard): run it under mpirun with every node's directory, or use the whole model \(shard.sourceModel)")
+        }
+        let checkpoint = try Checkpoint(directory: model)
+        let runner = ModelRunner(model: try DeepseekModel(checkpoint: checkpoint))
+        if lockingWeights { try checkpoint.lockMappedWeights() }
+        return .local(runner)
+    }
+
     /// Runs `body` on rank 0 (or the only process) with the executor; other ranks serve
     /// until the cluster shuts down. Cluster failures end the whole job non-zero.
     /// `beforeLoading` runs on rank 0 only, before any weight is loaded.
@@ -38,7 +55,7 @@ enum Executor {
                     configure: (Executor) -> Void = { _ in }, _ body: (Executor) throws -> Void) throws {
         guard MPIRuntime.isRunningUnderMPI else {
             try beforeLoading()
-            let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
+            let executor = try local(model: model, lockingWeights: cluster.mlock)
             configure(executor)
             return try body(executor)
         }
@@ -46,7 +63,7 @@ enum Executor {
         log[metadataKey: "rank"] = "\(world.rank)"
         if world.size == 1 {
             try beforeLoading()
-            let executor = Executor.local(ModelRunner(model: try DeepseekModel(checkpoint: Checkpoint(directory: model))))
+            let executor = try local(model: model, lockingWeights: cluster.mlock)
             configure(executor)
             try body(executor)
             return try MPIRuntime.finalize()
@@ -54,7 +71,8 @@ enum Executor {
         do {
             if world.rank == 0 { try beforeLoading() }
             let options = ClusterOptions(model: model, layoutFile: cluster.layout.map { URL(fileURLWithPath: $0) },
-                                         attentionRanks: cluster.attentionRanks)
+                                         attentionRanks: cluster.attentionRanks, verifyChecksums: cluster.verifyChecksums,
+                                         lockWeights: cluster.mlock)
             guard let session = try ClusterLauncher.start(options, world: world) else { return }
             log[metadataKey: "role"] = "router"
             let executor = Executor.cluster(session)

@@ -270,15 +270,24 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
     @Test func table() throws {
         let layout = try ClusterLayout(worldSize: 5, router: 0, attentionRanks: [1],
                                        expertsByRank: [2: [0, 1, 2, 3, 12], 3: [4, 5, 6, 7, 13, 14, 15], 4: [8, 9, 10, 11]])
-        let text = layout.table(hosts: [0: "node-a", 1: "node-a", 2: "node-b", 3: "node-b", 4: "node-bc"],
-                                residentBytes: [0: 1_000, 1: 13_002_342, 2: 5 * 1024 * 1024, 3: 3 << 30])
+        // node-a's two ranks share one directory; node-b's have one each (counted once per directory).
+        let text = layout.table([
+            0: RankFootprint(host: "node-a", residentBytes: 1_000, modelDirectory: "/m/a", diskBytes: 20 << 20),
+            1: RankFootprint(host: "node-a", residentBytes: 13_002_342, modelDirectory: "/m/a", diskBytes: 20 << 20),
+            2: RankFootprint(host: "node-b", residentBytes: 5 * 1024 * 1024, modelDirectory: "/m/b2", diskBytes: 6 << 20),
+            3: RankFootprint(host: "node-b", residentBytes: 3 << 30, modelDirectory: "/m/b3", diskBytes: 3 << 30),
+        ])
         #expect(text == """
-            rank  host     role       experts     weights
-               0  node-a   router     -            1000 B
-               1  node-a   attention  -          12.4 MiB
-               2  node-b   expert     0-3,12      5.0 MiB
-               3  node-b   expert     4-7,13-15   3.0 GiB
-               4  node-bc  expert     8-11              -
+            rank  host    role       experts     weights
+               0  node-a  router     -            1000 B
+               1  node-a  attention  -          12.4 MiB
+               2  node-b  expert     0-3,12      5.0 MiB
+               3  node-b  expert     4-7,13-15   3.0 GiB
+               4  -       expert     8-11              -
+
+            host    ranks   weights   on disk
+            node-a  0-1    12.4 MiB  20.0 MiB
+            node-b  2-3     3.0 GiB   3.0 GiB
             """)
     }
 

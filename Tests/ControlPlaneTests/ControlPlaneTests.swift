@@ -4,7 +4,8 @@ import Testing
 
 /// One message of every kind, with every field away from its default.
 let everyKind: [ControlMessage] = [
-    .hello(Hello(rank: 3, host: "node-a", role: .expert, experts: [0, 5, 255], residentWeightBytes: 12_345_678_901, pid: 4242)),
+    .hello(Hello(rank: 3, host: "node-a", role: .expert, experts: [0, 5, 255], residentWeightBytes: 12_345_678_901, pid: 4242,
+                 diskBytes: 98_765_432_100, modelDirectory: "/srv/models/shard-ü")),
     .topology(Topology(worldSize: 3, ranks: [
         RankAssignment(rank: 1, role: .attention, host: "node-a"),
         RankAssignment(rank: 0, role: .router, host: "node-a"),

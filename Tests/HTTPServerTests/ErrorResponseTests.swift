@@ -154,15 +154,16 @@ struct ErrorResponses {
         _ = try await stream.next()
         _ = try await stream.next()
 
-        let cases = try Self.cases(api)
-        for c in cases { try await Self.check(c, api: api) }
         // The running stream holds the only sequence: one request may wait, the next is refused.
+        // (First, while the stream surely still runs; then every bad request.)
         async let queued = api.post(.completions, api.request(.completions, prompt: "Hi", ["max_tokens": 3, "ignore_eos": true]))
         let waiting = await Self.waitForMetric(api, "conclave_waiting_sequences", atLeast: 1, seconds: 10)
         #expect(waiting, "the second request never showed as waiting")
         let refused = try await api.post(.completions, api.request(.completions, prompt: "Hi", ["max_tokens": 3]))
         #expect(refused.status == 429, "\(refused)")
         #expect(refused.headers["retry-after"] != nil, "\(refused.headers)")
+        let cases = try Self.cases(api)
+        for c in cases { try await Self.check(c, api: api) }
 
         let answer = try await stream.readToEnd()
         #expect(answer.endsWithDoneOnce, "\(answer)")

@@ -103,10 +103,18 @@ struct  Conclave__V1__Hello
   uint32_t *experts;
   uint64_t resident_weight_bytes;
   int32_t pid;
+  /*
+   * Bytes of the safetensors files in the rank's model directory (its node's shard, or the whole model).
+   */
+  uint64_t disk_bytes;
+  /*
+   * That directory: ranks of one node sharing it count its bytes once.
+   */
+  char *model_directory;
 };
 #define CONCLAVE__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&conclave__v1__hello__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, CONCLAVE__V1__ROLE__ROLE_UNSPECIFIED, 0,NULL, 0, 0 }
+    , 0, (char *)protobuf_c_empty_string, CONCLAVE__V1__ROLE__ROLE_UNSPECIFIED, 0,NULL, 0, 0, 0, (char *)protobuf_c_empty_string }
 
 
 /*
