@@ -127,6 +127,44 @@ struct TestbedRuns {
         }
     }
 
+    /// The same three hosts, each holding only its shard (`conclave shard` for the test bed's
+    /// hostnames): the router and attention host has no routed expert, each expert host only
+    /// its experts, every rank checks its manifest, and the logits equal one process on the
+    /// whole model.
+    @Test(.timeLimit(.minutes(1)))
+    func threeHostsServeFromTheirShards() throws {
+        let directory = try Testbed.temporaryDirectory("shards")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = try Testbed.makeModel(in: directory)
+        let hostfile = directory.appendingPathComponent("hosts")
+        try "cvtb-h0 slots=2\ncvtb-h1 slots=1\ncvtb-h2 slots=1\n".write(to: hostfile, atomically: true, encoding: .utf8)
+        let shards = directory.appendingPathComponent("shards")
+        let shard = try Conclave.local(["shard", "--model", model.path, "--hostfile", hostfile.path, "--layout", Self.tiny4Layout,
+                                        "--out", shards.path])
+        try #require(shard.succeeded, "\(shard.report)")
+        let logits = ["logits", "--tokens", "0,5,6,17,42,99,3,250"]
+        let single = try Conclave.local(logits + ["--model", model.path])
+        try #require(single.succeeded, "\(single.report)")
+
+        let dirs = (0..<3).flatMap { ["--model-dir", "h\($0)=\(shards.appendingPathComponent("cvtb-h\($0)").path)"] }
+        try Testbed.session(Self.threeHosts + dirs) {
+            // What each host can read at the common path: its own manifest's tensors.
+            for (host, held, absent) in [("h0", [String](), ["mlp.experts."]), ("h1", ["mlp.experts.0."], ["mlp.experts.8."]),
+                                         ("h2", ["mlp.experts.8."], ["mlp.experts.0."])] {
+                let manifest = try Testbed.exec(host, ["cat", "\(Self.mountPath)/conclave-shard.json"])
+                try #require(manifest.succeeded, "\(manifest.report)")
+                for name in held { #expect(manifest.stdout.contains(name), "\(host)'s shard lacks \(name)") }
+                for name in absent { #expect(!manifest.stdout.contains(name), "\(host)'s shard holds \(name)") }
+            }
+            let cluster = try Testbed.run(logits + ["--model", Self.mountPath, "--layout", Self.tiny4Layout])
+            Self.expectClean(cluster)
+            try #require(cluster.succeeded, "three hosts from their shards\n\(cluster.report)")
+            let worst = Self.largestDifference(try Self.parseLogits(single).logits, try Self.parseLogits(cluster).logits)
+            print("testbed: three hosts from their shards vs one process on the whole model: max |Δlogit| = \(worst)")
+            #expect(worst <= 1e-5, "max |shards − whole| = \(worst)")
+        }
+    }
+
     // MARK: 2. a host dies mid-run
 
     /// SIGKILL every process of host 2 (its daemon and its expert rank) while a long generation
