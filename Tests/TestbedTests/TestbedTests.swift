@@ -129,8 +129,8 @@ struct TestbedRuns {
 
     /// The same three hosts, each holding only its shard (`conclave shard` for the test bed's
     /// hostnames): the router and attention host has no routed expert, each expert host only
-    /// its experts, every rank checks its manifest, and the logits equal one process on the
-    /// whole model.
+    /// its experts, every rank checks its manifest, and `logits` and `generate` equal one
+    /// process on the whole model.
     @Test(.timeLimit(.minutes(1)))
     func threeHostsServeFromTheirShards() throws {
         let directory = try Testbed.temporaryDirectory("shards")
@@ -162,6 +162,13 @@ struct TestbedRuns {
             let worst = Self.largestDifference(try Self.parseLogits(single).logits, try Self.parseLogits(cluster).logits)
             print("testbed: three hosts from their shards vs one process on the whole model: max |Δlogit| = \(worst)")
             #expect(worst <= 1e-5, "max |shards − whole| = \(worst)")
+
+            let generate = ["generate", "--tokens", "0,5,6,17", "--max-tokens", "8", "--json"]
+            let alone = try Conclave.local(generate + ["--model", model.path])
+            let spread = try Testbed.run(generate + ["--model", Self.mountPath, "--layout", Self.tiny4Layout])
+            Self.expectClean(spread)
+            #expect(alone.succeeded && spread.succeeded && spread.stdoutLines == alone.stdoutLines,
+                    "generate from shards \(spread.stdoutLines), whole model \(alone.stdoutLines)\n\(spread.report)")
         }
     }
 
