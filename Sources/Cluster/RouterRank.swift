@@ -79,7 +79,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
         // The plan's cache pools are the attention ranks, in layout order.
         let wire = WirePlan(step: plan.step, work: plan.work.map { w in
             SequenceWork(sequenceId: w.sequence, attentionRank: layout.attentionRanks[w.pool],
-                         phase: w.joining != nil || w.tokens.count > 1 ? .prefill : .decode,
+                         phase: w.isDecode ? .decode : .prefill,
                          tokens: w.tokens, startPosition: w.startPosition, sample: w.samples,
                          sampling: w.joining,
                          returnLogits: w.returnsLogits, capacity: w.capacity, logprobs: w.logprobs)

@@ -151,7 +151,8 @@ public final class Generator {
             updates.append(finish(s))
             ended.append(s.id)
         }
-        let plan = StepPlan(step: stepNumber, work: scheduler.planWork(), finished: ended)
+        let planned = scheduler.planWork()
+        let plan = StepPlan(step: stepNumber, work: planned.map(\.work), finished: ended)
         guard !plan.work.isEmpty || !plan.finished.isEmpty else { return updates }
         ended = []
         let start = DispatchTime.now().uptimeNanoseconds
@@ -160,10 +161,8 @@ public final class Generator {
         stats.record(record)
         lastStep = record
         stepNumber += 1
-        for w in plan.work where w.samples {
-            guard let s = scheduler.runningSequence(w.sequence), let next = output.tokens[w.sequence] else {
-                throw ExecutionError.unknownSequence(w.sequence, step: plan.step)
-            }
+        for (s, w) in planned where w.samples {
+            guard let next = output.tokens[w.sequence] else { throw ExecutionError.unknownSequence(w.sequence, step: plan.step) }
             let text = try s.accept(next)
             let kept = s.result.tokens.count == s.result.generated
             updates.append(GenerationUpdate(id: s.id, token: kept ? next : nil, logprobs: kept ? output.logprobs[w.sequence] : nil,
@@ -185,7 +184,7 @@ public final class Generator {
     /// Generates every request to completion; `onText(request, text)` streams decoded text
     /// as it becomes final (needs a tokenizer).
     public func run(_ requests: [GenerationRequest], onText: (Int, String) -> Void = { _, _ in }) throws -> [GenerationResult] {
-        for (i, r) in requests.enumerated() { _ = try admissible(r, label: i) }
+        // Submitting only queues: a bad request fails the call before any step runs.
         for (i, r) in requests.enumerated() { try submit(r, id: UInt64(i)) }
         stats = GenerationStats()
         var results = [GenerationResult](repeating: GenerationResult(), count: requests.count)
@@ -206,9 +205,7 @@ public struct StepRecord: Sendable, Equatable {
     public var seconds: Double
 
     init(plan: StepPlan, seconds: Double) {
-        // Decode work is one token past the prompt; everything else is a prompt chunk.
-        let decode = plan.work.filter { $0.joining == nil && $0.tokens.count == 1 && $0.samples && $0.startPosition > 0 }
-        decodeTokens = decode.count
+        decodeTokens = plan.work.filter(\.isDecode).count
         promptTokens = plan.tokenCount - decodeTokens
         self.seconds = seconds
     }

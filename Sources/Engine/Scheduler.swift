@@ -61,18 +61,18 @@ final class Scheduler {
 
     func enqueue(_ sequence: LiveSequence) { waiting.append(sequence) }
 
-    /// The next step's work, admitting waiting sequences as capacity allows.
-    func planWork() -> [StepPlan.Work] {
+    /// The next step's work, each with its sequence, admitting waiting sequences as capacity allows.
+    func planWork() -> [(sequence: LiveSequence, work: StepPlan.Work)] {
         var budget = limits.stepTokens
-        var work: [StepPlan.Work] = []
+        var work: [(sequence: LiveSequence, work: StepPlan.Work)] = []
         for s in running where !s.isPrefilling && budget > 0 {
-            work.append(s.decodeWork)
+            work.append((s, s.decodeWork))
             budget -= 1
         }
         for s in running where s.isPrefilling && budget > 0 {
             let chunk = s.prefillWork(budget: budget)
             budget -= chunk.tokens.count
-            work.append(chunk)
+            work.append((s, chunk))
         }
         while budget > 0, running.count < limits.maxRunning, let next = waiting.first, let pool = pool(for: next.reservation) {
             waiting.removeFirst()
@@ -81,7 +81,7 @@ final class Scheduler {
             running.append(next)
             let chunk = next.prefillWork(budget: budget)
             budget -= chunk.tokens.count
-            work.append(chunk)
+            work.append((next, chunk))
         }
         return work
     }

@@ -34,6 +34,9 @@ public struct StepPlan: Sendable, Equatable {
             self.pool = pool
             self.logprobs = logprobs
         }
+
+        /// A running sequence's one new token, as opposed to a chunk of its prompt.
+        public var isDecode: Bool { joining == nil && tokens.count == 1 && samples && startPosition > 0 }
     }
 
     public var step: UInt64

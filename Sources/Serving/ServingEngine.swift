@@ -67,7 +67,6 @@ public final class ServingEngine: @unchecked Sendable {
     private var inbox: [(id: UInt64, request: GenerationRequest)] = []
     private var cancellations: [UInt64] = []
     private var cutRunning = false
-    private var waitingInEngine = 0
     private var streams: [UInt64: AsyncThrowingStream<ServedUpdate, Error>.Continuation] = [:]
     private var nextId: UInt64 = 1
     private var validate: ((GenerationRequest) throws -> GenerationRequest)?
@@ -97,7 +96,8 @@ public final class ServingEngine: @unchecked Sendable {
         }
         let fitted: GenerationRequest
         do { fitted = try validate!(request) } catch { throw .invalid("\(error)") }
-        guard inbox.count + waitingInEngine < options.maxQueue else { throw .queueFull(limit: options.maxQueue) }
+        // Waiting: not yet handed to the generator, or handed and not yet admitted.
+        guard inbox.count + load.waiting < options.maxQueue else { throw .queueFull(limit: options.maxQueue) }
         let id = nextId
         nextId += 1
         let (stream, continuation) = AsyncThrowingStream<ServedUpdate, Error>.makeStream()
@@ -106,7 +106,6 @@ public final class ServingEngine: @unchecked Sendable {
         }
         streams[id] = continuation
         inbox.append((id, fitted))
-        waitingInEngine += 1
         condition.signal()
         return (id, stream)
     }
@@ -158,6 +157,9 @@ public final class ServingEngine: @unchecked Sendable {
             }
             for id in cancelled { generator.cancel(id) }
             if cut { generator.cancelAll() }
+            // The arrivals now count as waiting in the generator's load, not in the inbox.
+            let queued = generator.load
+            condition.withLock { load = queued }
             let updates: [GenerationUpdate]
             do {
                 updates = try generator.step()
@@ -167,10 +169,7 @@ public final class ServingEngine: @unchecked Sendable {
             }
             deliver(updates)
             let stats = generator.load
-            condition.withLock {
-                load = stats
-                waitingInEngine = inbox.count + stats.waiting
-            }
+            condition.withLock { load = stats }
             metrics.record(load: stats)
             metrics.record(step: generator.lastStep)
             if let reporter = generator.executor as? ReportsMoELayers { metrics.record(layers: reporter.takeMoELayerSamples()) }
