@@ -28,8 +28,8 @@ public enum FP8 {
         return Float(bitPattern: ((x & 0x80) << 24) | ((x & 0x7F) << 20)) * 0x1p120
     }
 
-    /// Whether the SIMD kernels apply: every tile is a whole number of 64-column blocks
-    /// (DeepSeek's 128 × 128), so a block never straddles two scales.
+    /// Whether `multiplyBF16` and `transposed`'s vector path apply: every tile is a whole
+    /// number of 64-column blocks (DeepSeek's 128 × 128), so a block never straddles two scales.
     @inline(__always)
     static func fast(_ q: FP8Blocks) -> Bool { q.blockCols % 64 == 0 }
 
@@ -39,98 +39,9 @@ public enum FP8 {
     static let activationFactor: Float = 0x1p64
     static let scaleFactor: Float = 0x1p56
 
-    /// `y[r] = Σ_c W[r, c] · x[c]` for `rows`, one token. `quad` is `x` through `LaneOrder.gather`
-    /// with `activationFactor` when `fast(w)`, else unused; `x` is in natural order.
-    static func rows1(_ w: FP8Blocks, cols: Int, rows: Range<Int>, quad: UnsafePointer<Float>,
-                      x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        guard fast(w) else {
-            for r in rows {
-                let row = w.bytes + r * cols, scales = w.scaleRow(r)
-                var s: Float = 0
-                for c in 0..<cols { s += toFloat(row[c]) * scales[c / w.blockCols] * x[c] }
-                y[r] = s
-            }
-            return
-        }
-        let xr = UnsafeRawPointer(quad), bc = w.blockCols
-        let full = cols & ~63
-        for r in rows {
-            let row = UnsafeRawPointer(w.bytes + r * cols), scales = w.scaleRow(r)
-            var acc = SIMD16<Float>()
-            var c = 0, tile = 0
-            while c < full {
-                let end = min(c + bc, full)
-                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-                while c < end {
-                    let (q0, q1, q2, q3) = split(row.loadUnaligned(fromByteOffset: c, as: SIMD16<UInt32>.self))
-                    a0.addProduct(q0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                    a1.addProduct(q1, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
-                    a2.addProduct(q2, xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self))
-                    a3.addProduct(q3, xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self))
-                    c += 64
-                }
-                acc.addProduct((a0 + a1) + (a2 + a3), SIMD16(repeating: scales[tile] * scaleFactor))
-                tile += 1
-            }
-            var s = acc.sum()
-            while c < cols { s += toFloat(row.load(fromByteOffset: c, as: UInt8.self)) * scales[c / bc] * x[c]; c += 1 }
-            y[r] = s
-        }
-    }
-
-    /// Token count up to which several tokens share one pass over the FP8 rows (`rowsMany`)
-    /// rather than a dequantised copy for OpenBLAS: batched decode stays bound by bytes.
+    /// Under `Numerics.fast`, token count up to which products stay exact (batched decode
+    /// is bound by bytes, where a bf16 copy of the weight only adds traffic).
     public static let maximumSharedTokens = 16
-
-    /// `y[t, r]` for `rows` and `tokens` (at most `maximumSharedTokens`), `fast(w)` only:
-    /// `quad` holds every token's activations through `LaneOrder.gather` (`activationFactor`), `cols`
-    /// apart; `x`'s tail columns are read in natural order. Four tokens per pass over a row
-    /// (the row stays in L1 for the next four), each decoded block feeding all four.
-    static func rowsMany(_ w: FP8Blocks, cols: Int, rows: Range<Int>, tokens: Int, quad: UnsafePointer<Float>,
-                         x: UnsafePointer<Float>, ldx: Int, y: UnsafeMutablePointer<Float>, ldy: Int) {
-        let xr = UnsafeRawPointer(quad), bc = w.blockCols, full = cols & ~63
-        for r in rows {
-            let row = UnsafeRawPointer(w.bytes + r * cols), scales = w.scaleRow(r)
-            for t0 in stride(from: 0, to: tokens, by: 4) {
-                // A short last group repeats its last token (computed, not stored).
-                let t1 = min(t0 + 1, tokens - 1), t2 = min(t0 + 2, tokens - 1), t3 = min(t0 + 3, tokens - 1)
-                let o0 = t0 * cols * 4, o1 = t1 * cols * 4, o2 = t2 * cols * 4, o3 = t3 * cols * 4
-                var s0 = SIMD16<Float>(), s1 = SIMD16<Float>(), s2 = SIMD16<Float>(), s3 = SIMD16<Float>()
-                var c = 0, tile = 0
-                while c < full {
-                    let end = min(c + bc, full)
-                    var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-                    while c < end {
-                        let (q0, q1, q2, q3) = split(row.loadUnaligned(fromByteOffset: c, as: SIMD16<UInt32>.self))
-                        @inline(__always) func dot(_ o: Int) -> SIMD16<Float> {
-                            var d = q0 * xr.loadUnaligned(fromByteOffset: o + c * 4, as: SIMD16<Float>.self)
-                            d.addProduct(q1, xr.loadUnaligned(fromByteOffset: o + c * 4 + 64, as: SIMD16<Float>.self))
-                            d.addProduct(q2, xr.loadUnaligned(fromByteOffset: o + c * 4 + 128, as: SIMD16<Float>.self))
-                            d.addProduct(q3, xr.loadUnaligned(fromByteOffset: o + c * 4 + 192, as: SIMD16<Float>.self))
-                            return d
-                        }
-                        a0 += dot(o0)
-                        a1 += dot(o1)
-                        a2 += dot(o2)
-                        a3 += dot(o3)
-                        c += 64
-                    }
-                    let scale = SIMD16<Float>(repeating: scales[tile] * scaleFactor)
-                    s0.addProduct(a0, scale)
-                    s1.addProduct(a1, scale)
-                    s2.addProduct(a2, scale)
-                    s3.addProduct(a3, scale)
-                    tile += 1
-                }
-                let sums = SIMD4<Float>(s0.sum(), s1.sum(), s2.sum(), s3.sum())
-                for (i, t) in (t0..<min(t0 + 4, tokens)).enumerated() {
-                    var v = sums[i]
-                    for c in full..<cols { v += toFloat(row.load(fromByteOffset: c, as: UInt8.self)) * scales[c / bc] * x[t * ldx + c] }
-                    y[t * ldy + r] = v
-                }
-            }
-        }
-    }
 
     /// Rows `rows` of `w` as f32 into `out` (`[rows.count × cols]`), in quad order when
     /// `fast(w)` (multiply the activations in the same order), else in natural order.
@@ -156,8 +67,7 @@ public enum FP8 {
         }
     }
 
-    /// Token count from which a product dequantises the weight to bf16 for oneDNN
-    /// (`multiplyBF16`) rather than to f32 for OpenBLAS.
+    /// Token count from which `Numerics.fast` dequantises the weight to bf16 for oneDNN (`multiplyBF16`).
     public static let matmulTokens = maximumSharedTokens + 1
 
     /// The whole weight dequantised to bf16 (in quad order, activations reordered to match)

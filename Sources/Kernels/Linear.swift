@@ -1,63 +1,48 @@
 internal import COpenBLAS
 
+/// How products round: the engine's one numerics switch, set once at start-up.
+public enum Numerics: String, Sendable, CaseIterable {
+    /// Every product in f32 in one fixed order (`ExactRows`): logits match an f32
+    /// evaluation of the stored weights and do not depend on batch, chunking, layout or
+    /// thread count. The default.
+    case exact
+    /// Products of two or more tokens on bf16 weights (and of more than
+    /// `FP8.maximumSharedTokens` on FP8 weights) go to oneDNN with activations rounded to
+    /// bf16 (FP8 weights too): faster prefill, results that depend on the batch.
+    case fast
+
+    /// The process's setting; set before the first product runs.
+    nonisolated(unsafe) public static var mode = Numerics.exact
+}
+
 /// `y = x · Wᵀ`: the projection every layer is made of.
 ///
-/// f32 weights go to OpenBLAS. bf16 weights stay bf16: a single token is bound by the
-/// bytes of weight it streams, so a SIMD kernel decodes weights in registers (no f32
-/// copy of the matrix); from two tokens on, oneDNN's bf16 matmul (AVX-512 BF16) wins
-/// (`BF16Matmul`, measured in docs/PERFORMANCE.md). Block-scaled FP8 weights stay FP8:
-/// up to `FP8.maximumSharedTokens` tokens run SIMD kernels (`FP8`); more go to oneDNN
-/// through a bf16 copy, or — for `exact` products — to OpenBLAS through f32 row chunks.
+/// Weights stay in their checkpoint precision (bf16 read straight from the mapped file,
+/// block-scaled FP8 likewise) and meet f32 activations in f32 (`ExactRows`): one token
+/// decodes weights in registers as it streams them, several tokens decode a few rows once
+/// and share them. `Numerics.fast` sends larger bf16 and FP8 products to oneDNN instead.
 public enum Linear {
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`; row `t` of `x` starts at `t · ldx`
-    /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`). `exact` keeps
-    /// activations in f32 where oneDNN would round them to bf16: for small products whose
-    /// result is a discrete choice (the MoE gate), so choices never depend on batch size.
+    /// (defaults to `cols`), row `t` of `y` at `t · ldy` (defaults to `rows`). `exact` keeps a
+    /// product exact under `Numerics.fast` too: for products whose result is a discrete
+    /// choice (the MoE gate), so choices never depend on batch size.
     public static func apply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                              tokens: Int, ldx: Int? = nil, ldy: Int? = nil, pool: ComputePool? = .shared, exact: Bool = false) {
-        let ldx = ldx ?? w.cols, ldy = ldy ?? w.rows, cols = w.cols
+        let ldx = ldx ?? w.cols, ldy = ldy ?? w.rows
         guard tokens > 0, w.rows > 0 else { return }
-        let (xp, yp) = (x, y)
+        if !exact, Numerics.mode == .fast, fastProduct(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
+        applyMany([LinearJob(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy)], pool: pool)
+    }
+
+    /// `Numerics.fast`'s oneDNN products; false when the product stays exact.
+    private static func fastProduct(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
+                                    tokens: Int, ldx: Int, ldy: Int, pool: ComputePool?) -> Bool {
         switch w.storage {
-        case .f32(let p):
-            let wp = p
-            // OpenBLAS runs single-threaded here; the pool splits the output rows instead,
-            // so BLAS threads and pool threads never fight over the same cores.
-            parallelRows(w.rows, grain: 16, pool) { rows in
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows.count), Int32(cols),
-                            1, xp, Int32(ldx), wp + rows.lowerBound * cols, Int32(cols), 0, yp + rows.lowerBound, Int32(ldy))
-            }
-        case .bf16:
-            if !exact, tokens >= BF16Matmul.minimumTokens, BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
-            SIMDRows.apply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool)
+        case .f32: false
+        case .bf16: tokens >= BF16Matmul.minimumTokens && BF16Matmul.multiply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool)
         case .fp8(let q):
-            if SIMDRows.takes(w, tokens: tokens) {
-                SIMDRows.apply(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool)
-                return
-            }
-            let fast = FP8.fast(q)
-            if fast, !exact, tokens >= FP8.matmulTokens, FP8.multiplyBF16(q, rows: w.rows, cols: cols, xp, ldx: ldx, yp, ldy: ldy, tokens: tokens, pool: pool) {
-                return
-            }
-            // More tokens are compute-bound: each part dequantises its rows to f32 in
-            // chunks (in the kernel's column order, the activations reordered to match) and
-            // multiplies them with OpenBLAS, activations kept in f32.
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: fast ? tokens * cols : 1) { buffer in
-                if fast { for t in 0..<tokens { LaneOrder.gather(xp + t * ldx, cols: cols, perLane: 4, into: buffer.baseAddress! + t * cols) } }
-                let xa = fast ? UnsafePointer(buffer.baseAddress!) : xp, lda = fast ? cols : ldx
-                parallelRows(w.rows, grain: 16, pool) { rows in
-                    let chunk = 64
-                    withUnsafeTemporaryAllocation(of: Float.self, capacity: min(chunk, rows.count) * cols) { wb in
-                        let wq = wb.baseAddress!
-                        for start in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
-                            let part = start..<min(start + chunk, rows.upperBound)
-                            FP8.dequantize(q, cols: cols, rows: part, into: wq)
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(part.count), Int32(cols),
-                                        1, xa, Int32(lda), wq, Int32(cols), 0, yp + part.lowerBound, Int32(ldy))
-                        }
-                    }
-                }
-            }
+            tokens >= FP8.matmulTokens && FP8.fast(q)
+                && FP8.multiplyBF16(q, rows: w.rows, cols: w.cols, x, ldx: ldx, y, ldy: ldy, tokens: tokens, pool: pool)
         }
     }
 
@@ -115,49 +100,6 @@ enum BF16Pairs {
     }
 }
 
-/// Dot products of bf16 weight rows with f32 activations in lane order.
-enum BF16Dot {
-    /// `y[t, r]` for `rows` and every token. One token is the case that matters (two or
-    /// more go to oneDNN); several land here only when oneDNN declines a product.
-    @inline(__always)
-    static func rows(_ w: UnsafePointer<UInt16>, cols: Int, rows: Range<Int>, paired: UnsafePointer<Float>,
-                     x: UnsafePointer<Float>, ldx: Int, y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int) {
-        for t in 0..<tokens {
-            rows1(w, cols: cols, rows: rows, paired: paired + t * cols, x: x + t * ldx, y: y + t * ldy)
-        }
-    }
-
-    @inline(__always)
-    static func rows1(_ w: UnsafePointer<UInt16>, cols: Int, rows: Range<Int>, paired: UnsafePointer<Float>,
-                      x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        let xr = UnsafeRawPointer(paired)
-        let blocks = cols & ~31, pairsOfBlocks = cols & ~63
-        for r in rows {
-            let row = UnsafeRawPointer(w + r * cols)
-            var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-            var c = 0
-            while c < pairsOfBlocks {
-                let (e0, o0) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt32>.self))
-                let (e1, o1) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2 + 64, as: SIMD16<UInt32>.self))
-                a0.addProduct(e0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                a1.addProduct(o0, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
-                a2.addProduct(e1, xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self))
-                a3.addProduct(o1, xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self))
-                c += 64
-            }
-            if c < blocks {
-                let (e0, o0) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt32>.self))
-                a0.addProduct(e0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
-                a1.addProduct(o0, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
-                c += 32
-            }
-            var s = ((a0 + a1) + (a2 + a3)).sum()
-            while c < cols { s += BF16.toFloat(w[r * cols + c]) * x[c]; c += 1 }
-            y[r] = s
-        }
-    }
-}
-
 /// One product of `Linear.applyMany`: `y = x · Wᵀ` over `tokens` rows.
 public struct LinearJob {
     public let weight: WeightMatrix
@@ -179,108 +121,40 @@ public struct LinearJob {
 
 extension Linear {
     /// Runs independent products in one parallel region, splitting their rows evenly over
-    /// the pool. Decode runs a dozen small matrices per layer (a token's experts, or
-    /// the projections that read the same input); one region for all of them saves a
-    /// synchronisation per matrix and keeps both cores streaming.
-    /// Products of several tokens are matrix products of their own and run one by one.
-    public static func applyMany(_ jobs: [LinearJob], pool: ComputePool = .shared) {
-        var fused: [LinearJob] = []
-        for j in jobs {
-            if SIMDRows.takes(j.weight, tokens: j.tokens) {
-                fused.append(j)
-            } else {
-                apply(j.weight, j.x, j.y, tokens: j.tokens, ldx: j.ldx, ldy: j.ldy, pool: pool)
-            }
-        }
-        guard !fused.isEmpty else { return }
+    /// the pool (or on the calling thread when `pool` is nil). Decode runs a dozen small
+    /// matrices per layer (a token's experts, or the projections that read the same
+    /// input); one region for all of them saves a synchronisation per matrix and keeps
+    /// both cores streaming. How rows are split never changes a result (`ExactRows`).
+    public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
+        let jobs = jobs.filter { $0.tokens > 0 && $0.weight.rows > 0 }
+        guard !jobs.isEmpty else { return }
         // Each distinct input is put in lane order once (gate and up projections share theirs).
-        var ordered: [Int] = [], size = 0
-        var first: [Bool] = []
-        for (i, j) in fused.enumerated() {
-            let same = fused[..<i].firstIndex { $0.x == j.x && $0.tokens == j.tokens && SIMDRows.sameOrder($0.weight, j.weight) }
-            first.append(same == nil)
-            ordered.append(same.map { ordered[$0] } ?? size)
-            if same == nil { size += j.tokens * j.weight.cols }
+        var ordered: [Int?] = [], size = 0
+        for (i, j) in jobs.enumerated() {
+            guard ExactRows.laneOrder(j.weight) != nil else { ordered.append(nil); continue }
+            if let same = jobs[..<i].indices.first(where: { ordered[$0] != nil && jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].weight.cols == j.weight.cols }) {
+                ordered.append(ordered[same])
+            } else {
+                ordered.append(size)
+                size += j.tokens * j.weight.cols
+            }
         }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(size, 1)) { buffer in
             let base = buffer.baseAddress!
-            for (i, j) in fused.enumerated() where first[i] {
-                SIMDRows.order(j.weight, j.x, tokens: j.tokens, ldx: j.ldx, into: base + ordered[i])
+            for (i, j) in jobs.enumerated() {
+                guard let at = ordered[i], let perLane = ExactRows.laneOrder(j.weight),
+                      !jobs[..<i].indices.contains(where: { ordered[$0] == at }) else { continue }
+                for t in 0..<j.tokens { ExactRows.prepare(j.x + t * j.ldx, cols: j.weight.cols, perLane: perLane, into: base + at + t * j.weight.cols) }
             }
             var starts = [Int](), total = 0
-            for j in fused { starts.append(total); total += j.weight.rows }
-            pool.parallelFor(total, grain: 8) { range in
-                for (i, j) in fused.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
+            for j in jobs { starts.append(total); total += j.weight.rows }
+            parallelRows(total, grain: 8, pool) { range in
+                for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
                     let rows = max(range.lowerBound, starts[i]) - starts[i] ..< min(range.upperBound, starts[i] + j.weight.rows) - starts[i]
-                    SIMDRows.rows(j.weight, rows, ordered: base + ordered[i], j.x, ldx: j.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
+                    let (x, ldx) = ordered[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
+                    ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, natural: j.x, naturalLd: j.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
                 }
             }
-        }
-    }
-}
-
-/// The products that run on the SIMD kernels (`BF16Dot`, `FP8`): which ones they take,
-/// their activations in the kernels' lane order, and rows of the result.
-enum SIMDRows {
-    /// Whether `w` at `tokens` tokens is a SIMD product, not a oneDNN or OpenBLAS one.
-    static func takes(_ w: WeightMatrix, tokens: Int) -> Bool {
-        switch w.storage {
-        case .f32: false
-        case .bf16: tokens < BF16Matmul.minimumTokens
-        case .fp8(let q): tokens == 1 || (FP8.fast(q) && tokens <= FP8.maximumSharedTokens)
-        }
-    }
-
-    /// The lane order `w`'s kernel reads activations in, or nil when it reads them as they are.
-    private static func laneOrder(_ w: WeightMatrix) -> (perLane: Int, factor: Float)? {
-        switch w.storage {
-        case .f32: nil
-        case .bf16: (2, 1)
-        case .fp8(let q): FP8.fast(q) ? (4, FP8.activationFactor) : nil
-        }
-    }
-
-    /// Whether two weights read the same input in the same order.
-    static func sameOrder(_ a: WeightMatrix, _ b: WeightMatrix) -> Bool {
-        guard a.cols == b.cols else { return false }
-        switch (laneOrder(a), laneOrder(b)) {
-        case (nil, nil): return true
-        case let (p?, q?): return p.perLane == q.perLane && p.factor == q.factor
-        default: return false
-        }
-    }
-
-    /// `tokens` rows of `x` (each `w.cols` long, `ldx` apart) into `out` in `w`'s lane order.
-    static func order(_ w: WeightMatrix, _ x: UnsafePointer<Float>, tokens: Int, ldx: Int, into out: UnsafeMutablePointer<Float>) {
-        guard let (perLane, factor) = laneOrder(w) else { return }
-        for t in 0..<tokens { LaneOrder.gather(x + t * ldx, cols: w.cols, perLane: perLane, factor: factor, into: out + t * w.cols) }
-    }
-
-    /// `y[t, r]` for `rows` of `w`; `ordered` is `x` through `order`.
-    @inline(__always)
-    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, ordered: UnsafePointer<Float>, _ x: UnsafePointer<Float>, ldx: Int,
-                     _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int) {
-        switch w.storage {
-        case .f32: preconditionFailure("f32 products run on OpenBLAS")
-        case .bf16(let p):
-            BF16Dot.rows(p, cols: w.cols, rows: rows, paired: ordered, x: x, ldx: ldx, y: y, ldy: ldy, tokens: tokens)
-        case .fp8(let q):
-            if tokens == 1 {
-                FP8.rows1(q, cols: w.cols, rows: rows, quad: ordered, x: x, y: y)
-            } else {
-                FP8.rowsMany(q, cols: w.cols, rows: rows, tokens: tokens, quad: ordered, x: x, ldx: ldx, y: y, ldy: ldy)
-            }
-        }
-    }
-
-    /// One product on the pool (or this thread when `pool` is nil).
-    static func apply(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
-                      tokens: Int, ldx: Int, ldy: Int, pool: ComputePool?) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: tokens * w.cols) { buffer in
-            let ordered = buffer.baseAddress!
-            order(w, x, tokens: tokens, ldx: ldx, into: ordered)
-            let body: (Range<Int>) -> Void = { rows(w, $0, ordered: ordered, x, ldx: ldx, y, ldy: ldy, tokens: tokens) }
-            if let pool { pool.parallelFor(w.rows, grain: 8, body) } else { body(0..<w.rows) }
         }
     }
 }

@@ -1,0 +1,299 @@
+/// The products of the exact numerics (`Numerics.exact`, the default): every output
+/// element `y[t, r]` of every weight format is computed in one fixed order that depends
+/// on nothing but the weight's shape — not on the number of tokens in the call, the rows
+/// a thread takes, or whether the weights were decoded on the fly or ahead of time:
+///
+/// 1. The row is read 64 columns at a time as four 16-lane f32 vectors (`BlockDecoder`)
+///    in the lane order of its format (`LaneOrder`); the activations are prepared in the
+///    same order. Weights are widened exactly (bf16 by a shift, E4M3 by a bit move).
+/// 2. One 16-lane accumulator takes the four vectors' products in turn (fused
+///    multiply-adds), block after block.
+/// 3. `reduce` folds the accumulator in halves (16 → 8 → 4 → 2 → 1).
+/// 4. Tail columns (past the last whole block) are added one by one, fused, in column order.
+/// 5. E4M3 results are multiplied by 2⁵⁶ (see `FP8Decoder`).
+///
+/// Activations are never rounded: a bf16 or FP8 weight meets its f32 activation in f32.
+/// So a token's logits are bit-for-bit the same alone, in any batch, in any chunk of a
+/// prompt and on any number of threads.
+enum ExactRows {
+    /// Columns per block: four vectors of 16.
+    static let block = 64
+
+    /// Folds a vector in halves: the one horizontal sum order.
+    @inline(__always)
+    static func reduce(_ v: SIMD16<Float>) -> Float {
+        let a = v.lowHalf + v.highHalf
+        let b = a.lowHalf + a.highHalf
+        let c = b.lowHalf + b.highHalf
+        return c[0] + c[1]
+    }
+
+    /// `y[t, r]` for `rows` of `w` and every token. `x` holds the activations as `prepare`
+    /// left them (rows `ldx` apart); for E4M3 weights they are prepared here, per row tile.
+    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int, natural: UnsafePointer<Float>,
+                     naturalLd: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int) {
+        switch w.storage {
+        case .f32(let p):
+            run(F32Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
+        case .bf16(let p):
+            run(BF16Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
+        case .fp8(let q):
+            // Each row tile has its own column scales: they go into the activations.
+            let decoder = FP8Decoder(q: q, cols: w.cols)
+            let scaled = UnsafeMutablePointer<Float>.allocate(capacity: tokens * w.cols)
+            defer { scaled.deallocate() }
+            var r = rows.lowerBound
+            while r < rows.upperBound {
+                let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
+                FP8Decoder.prepare(q, row: r, cols: w.cols, natural, ldx: naturalLd, tokens: tokens, into: scaled)
+                run(decoder, r..<tileEnd, x: scaled, ldx: w.cols, y, ldy: ldy, tokens: tokens, factor: FP8.scaleFactor)
+                r = tileEnd
+            }
+        }
+    }
+
+    /// One token's activations for a kernel reading `perLane` weights per lane: whole
+    /// blocks in lane order, the tail as it is.
+    static func prepare(_ x: UnsafePointer<Float>, cols: Int, perLane: Int, into out: UnsafeMutablePointer<Float>) {
+        let full = cols - cols % block
+        LaneOrder.gather(x, cols: full, perLane: perLane, into: out)
+        (out + full).update(from: x + full, count: cols - full)
+    }
+
+    /// The activations of `w`'s kernel: lane order for bf16, as they are for f32. E4M3
+    /// activations are prepared per row tile inside `rows` (nil here).
+    static func laneOrder(_ w: WeightMatrix) -> Int? {
+        switch w.storage {
+        case .f32, .fp8: nil
+        case .bf16: 2
+        }
+    }
+
+    /// One token decodes weights as it streams them (decode is bound by bytes); several
+    /// tokens decode a few rows once into f32 and share them, four tokens per pass.
+    @inline(__always)
+    private static func run<D: BlockDecoder>(_ d: D, _ rows: Range<Int>, x: UnsafePointer<Float>, ldx: Int,
+                                             _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, factor: Float) {
+        let cols = d.cols
+        if tokens == 1 {
+            var r = rows.lowerBound
+            while r + 4 <= rows.upperBound {
+                let s = dot4(d, r, x: x) * factor
+                for i in 0..<4 { y[r + i] = s[i] }
+                r += 4
+            }
+            while r < rows.upperBound { y[r] = dot1(d, r, x: x) * factor; r += 1 }
+            return
+        }
+        let chunk = 8
+        let decoded = d.direct == nil ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols) : nil
+        defer { decoded?.deallocate() }
+        for start in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
+            let n = min(chunk, rows.upperBound - start)
+            if let decoded { for i in 0..<n { d.decode(row: start + i, into: decoded + i * cols) } }
+            for i in 0..<n {
+                let r = start + i
+                let w = decoded.map { UnsafePointer($0 + i * cols) } ?? d.direct! + r * cols
+                var t = 0
+                while t + 4 <= tokens {
+                    let s = dotTokens4(w, cols: cols, x: x + t * ldx, ldx: ldx) * factor
+                    for k in 0..<4 { y[(t + k) * ldy + r] = s[k] }
+                    t += 4
+                }
+                while t < tokens { y[t * ldy + r] = dotTokens1(w, cols: cols, x: x + t * ldx) * factor; t += 1 }
+            }
+        }
+    }
+
+    /// Rows `r..<r+4` with one token, decoding each block as it is read.
+    @inline(__always)
+    private static func dot4<D: BlockDecoder>(_ d: D, _ r: Int, x: UnsafePointer<Float>) -> SIMD4<Float> {
+        let cols = d.cols, full = cols - cols % block, xr = UnsafeRawPointer(x)
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        var c = 0
+        while c < full {
+            let x0 = xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self)
+            let x1 = xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
+            let x2 = xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self)
+            let x3 = xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self)
+            @inline(__always) func step(_ a: inout SIMD16<Float>, _ row: Int) {
+                let (w0, w1, w2, w3) = d.block(row: row, column: c)
+                a.addProduct(w0, x0)
+                a.addProduct(w1, x1)
+                a.addProduct(w2, x2)
+                a.addProduct(w3, x3)
+            }
+            step(&a0, r)
+            step(&a1, r + 1)
+            step(&a2, r + 2)
+            step(&a3, r + 3)
+            c += block
+        }
+        var s = SIMD4<Float>(reduce(a0), reduce(a1), reduce(a2), reduce(a3))
+        for c in full..<cols {
+            for i in 0..<4 { s[i].addProduct(d.element(row: r + i, column: c), x[c]) }
+        }
+        return s
+    }
+
+    /// Row `r` with one token, in `dot4`'s order.
+    @inline(__always)
+    private static func dot1<D: BlockDecoder>(_ d: D, _ r: Int, x: UnsafePointer<Float>) -> Float {
+        let cols = d.cols, full = cols - cols % block, xr = UnsafeRawPointer(x)
+        var a = SIMD16<Float>()
+        var c = 0
+        while c < full {
+            let (w0, w1, w2, w3) = d.block(row: r, column: c)
+            a.addProduct(w0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
+            a.addProduct(w1, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
+            a.addProduct(w2, xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self))
+            a.addProduct(w3, xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self))
+            c += block
+        }
+        var s = reduce(a)
+        for c in full..<cols { s.addProduct(d.element(row: r, column: c), x[c]) }
+        return s
+    }
+
+    /// A decoded row `w` (the vectors of `BlockDecoder.block` one after another, then the
+    /// tail) against four tokens' activations: the row is read once for all four.
+    @inline(__always)
+    private static func dotTokens4(_ w: UnsafePointer<Float>, cols: Int, x: UnsafePointer<Float>, ldx: Int) -> SIMD4<Float> {
+        let full = cols - cols % block, wr = UnsafeRawPointer(w)
+        let x0 = UnsafeRawPointer(x), x1 = UnsafeRawPointer(x + ldx), x2 = UnsafeRawPointer(x + 2 * ldx), x3 = UnsafeRawPointer(x + 3 * ldx)
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        var o = 0
+        while o < full * 4 {
+            let v = wr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
+            a0.addProduct(v, x0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+            a1.addProduct(v, x1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+            a2.addProduct(v, x2.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+            a3.addProduct(v, x3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+            o += 64
+        }
+        var s = SIMD4<Float>(reduce(a0), reduce(a1), reduce(a2), reduce(a3))
+        for c in full..<cols {
+            for k in 0..<4 { s[k].addProduct(w[c], x[k * ldx + c]) }
+        }
+        return s
+    }
+
+    /// `dotTokens4` for one token.
+    @inline(__always)
+    private static func dotTokens1(_ w: UnsafePointer<Float>, cols: Int, x: UnsafePointer<Float>) -> Float {
+        let full = cols - cols % block, wr = UnsafeRawPointer(w), xr = UnsafeRawPointer(x)
+        var a = SIMD16<Float>()
+        var o = 0
+        while o < full * 4 {
+            a.addProduct(wr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self), xr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
+            o += 64
+        }
+        var s = reduce(a)
+        for c in full..<cols { s.addProduct(w[c], x[c]) }
+        return s
+    }
+}
+
+/// A weight format as the exact kernels read it: a row's 64 columns from `column` as four
+/// f32 vectors in the format's lane order, and single tail columns.
+protocol BlockDecoder {
+    var cols: Int { get }
+    /// The rows themselves when they are f32 already (nothing to decode).
+    var direct: UnsafePointer<Float>? { get }
+    func block(row: Int, column: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>)
+    func element(row: Int, column: Int) -> Float
+}
+
+extension BlockDecoder {
+    /// Row `row` as f32, blocks then tail: what `block` and `element` return, stored.
+    @inline(__always)
+    func decode(row: Int, into out: UnsafeMutablePointer<Float>) {
+        let full = cols - cols % ExactRows.block, o = UnsafeMutableRawPointer(out)
+        var c = 0
+        while c < full {
+            let (w0, w1, w2, w3) = block(row: row, column: c)
+            o.storeBytes(of: w0, toByteOffset: c * 4, as: SIMD16<Float>.self)
+            o.storeBytes(of: w1, toByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
+            o.storeBytes(of: w2, toByteOffset: c * 4 + 128, as: SIMD16<Float>.self)
+            o.storeBytes(of: w3, toByteOffset: c * 4 + 192, as: SIMD16<Float>.self)
+            c += ExactRows.block
+        }
+        for c in full..<cols { out[c] = element(row: row, column: c) }
+    }
+}
+
+/// f32 rows in natural order.
+struct F32Decoder: BlockDecoder {
+    let p: UnsafePointer<Float>
+    let cols: Int
+    var direct: UnsafePointer<Float>? { p }
+
+    @inline(__always)
+    func block(row: Int, column: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let r = UnsafeRawPointer(p + row * cols + column)
+        return (r.loadUnaligned(as: SIMD16<Float>.self), r.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self),
+                r.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self), r.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self))
+    }
+
+    @inline(__always)
+    func element(row: Int, column: Int) -> Float { p[row * cols + column] }
+}
+
+/// bf16 rows, two weights per 32-bit lane (`BF16Pairs`), widened exactly.
+struct BF16Decoder: BlockDecoder {
+    let p: UnsafePointer<UInt16>
+    let cols: Int
+    var direct: UnsafePointer<Float>? { nil }
+
+    @inline(__always)
+    func block(row: Int, column: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        let r = UnsafeRawPointer(p + row * cols + column)
+        let (e0, o0) = BF16Pairs.split(r.loadUnaligned(as: SIMD16<UInt32>.self))
+        let (e1, o1) = BF16Pairs.split(r.loadUnaligned(fromByteOffset: 64, as: SIMD16<UInt32>.self))
+        return (e0, o0, e1, o1)
+    }
+
+    @inline(__always)
+    func element(row: Int, column: Int) -> Float { BF16.toFloat(p[row * cols + column]) }
+}
+
+/// E4M3 rows, four weights per lane (`FP8.split`), each `value · 2⁻¹²⁰` — exact, with
+/// subnormal weights as f32 subnormals. The activations carry the tile's scale and 2⁶⁴
+/// (`prepare`), so products are normal f32; results are multiplied by 2⁵⁶.
+struct FP8Decoder: BlockDecoder {
+    let q: FP8Blocks
+    let cols: Int
+    var direct: UnsafePointer<Float>? { nil }
+
+    @inline(__always)
+    func block(row: Int, column: Int) -> (SIMD16<Float>, SIMD16<Float>, SIMD16<Float>, SIMD16<Float>) {
+        FP8.split(UnsafeRawPointer(q.bytes + row * cols + column).loadUnaligned(as: SIMD16<UInt32>.self))
+    }
+
+    @inline(__always)
+    func element(row: Int, column: Int) -> Float {
+        let b = UInt32(q.bytes[row * cols + column])
+        return Float(bitPattern: ((b & 0x80) << 24) | ((b & 0x7F) << 20))
+    }
+
+    /// `tokens` rows of `x` (natural order, `ldx` apart) in lane order (four per lane),
+    /// each column times its tile's scale in the row tile of `row` and 2⁶⁴, `cols` apart.
+    static func prepare(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int,
+                        into out: UnsafeMutablePointer<Float>) {
+        let scales = q.scaleRow(row), bc = q.blockCols
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
+            let factor = buffer.baseAddress!
+            for c in 0..<cols { factor[c] = scales[c / bc] * FP8.activationFactor }
+            let full = cols - cols % ExactRows.block
+            for t in 0..<tokens {
+                let src = x + t * ldx, dst = out + t * cols
+                for b in stride(from: 0, to: full, by: ExactRows.block) {
+                    for i in 0..<16 {
+                        for k in 0..<4 { dst[b + 16 * k + i] = src[b + 4 * i + k] * factor[b + 4 * i + k] }
+                    }
+                }
+                for c in full..<cols { dst[c] = src[c] * factor[c] }
+            }
+        }
+    }
+}
