@@ -3,13 +3,12 @@ import Kernels
 
 /// Multi-head Latent Attention (DeepSeek-V2/V3) for one layer, tensor names as in the checkpoint.
 ///
-/// Keys and values are cached compressed (`c_kv`, `k_pe`); two algorithms read that cache:
-/// - `naive` expands `c_kv` through `kv_b_proj` into per-head keys and values — cheap when
-///   many queries share the expansion (prefill);
-/// - `absorbed` folds `kv_b_proj` into each query and into the output instead, so a single
-///   query never expands the cache (decode).
+/// Keys and values are cached compressed (`c_kv`, `k_pe`) and read in DeepSeek's absorbed
+/// form for every step shape: `kv_b_proj`'s key half is folded into each query and its
+/// value half into the output, so no query expands the cache. One algorithm for prefill,
+/// chunks and decode is what makes a position's logits the same bits however its prompt
+/// was split (the expanded form, cheaper for long prompts, sums in another order).
 public final class MultiHeadLatentAttention: @unchecked Sendable {
-    public enum Algorithm: Sendable { case naive, absorbed }
 
     let layer: Int
     let heads: Int, nopeDim: Int, ropeDim: Int, valueDim: Int, latentDim: Int, hidden: Int
@@ -28,8 +27,9 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     let kvBProj: WeightMatrix
     let oProj: WeightMatrix
 
-    private let queries = Scratch(), latents = Scratch(), expanded = Scratch(), scores = Scratch()
-    private let context = Scratch(), absorbedQueries = Scratch(), qLow = Scratch()
+    private let queries = Scratch(), latents = Scratch(), context = Scratch(), qLow = Scratch()
+    /// Per pool part: folded queries, scores and latent outputs of its heads.
+    private let parts = (0..<ComputePool.shared.threads).map { _ in Scratch() }
 
     public init(checkpoint: Checkpoint, layer: Int) throws {
         let c = checkpoint.config
@@ -71,9 +71,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     /// Attention for the step's tokens: `x` is `[tokens × hidden]` (already normalised),
     /// `out` receives `[tokens × hidden]`. Writes the tokens' latents into their caches at
     /// this layer; `batch.commit()` after the last layer makes them visible.
-    /// `algorithm` nil picks naive for multi-token slices and absorbed for single tokens.
-    public func callAsFunction(_ x: UnsafePointer<Float>, batch: AttentionBatch, out: UnsafeMutablePointer<Float>,
-                               algorithm: Algorithm? = nil) {
+    public func callAsFunction(_ x: UnsafePointer<Float>, batch: AttentionBatch, out: UnsafeMutablePointer<Float>) {
         let tokens = batch.tokenCount
         let q = queries.floats(tokens * heads * qkDim)
         let width = latentDim + ropeDim
@@ -102,78 +100,51 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             (s.cache.layer(layer) + s.startPosition * width).update(from: kv + s.first * width, count: s.count * width)
         }
         let ctx = context.floats(tokens * heads * valueDim)
-        for s in batch.slices {
-            switch algorithm ?? (s.count > 1 ? .naive : .absorbed) {
-            case .naive: naive(q, slice: s, context: ctx)
-            case .absorbed: absorbed(q, slice: s, context: ctx)
-            }
-        }
+        absorbed(q, batch: batch, context: ctx)
         Linear.apply(oProj, ctx, out, tokens: tokens)
     }
 
-    /// Expands the slice's whole visible cache into per-head keys and values, then attends.
-    /// Each thread scores one head at a time in its own `[tokens × visible]` tile.
-    private func naive(_ q: UnsafeMutablePointer<Float>, slice s: AttentionBatch.Slice, context: UnsafeMutablePointer<Float>) {
-        let width = latentDim + ropeDim
-        let visible = s.startPosition + s.count
-        let cache = s.cache.layer(layer)
-        let kvWidth = heads * (nopeDim + valueDim)
-        let kv = expanded.floats(visible * kvWidth)
-        Linear.apply(kvBProj, cache, kv, tokens: visible, ldx: width)
-        let n = s.count
-        let qRows = q + s.first * heads * qkDim
-        let out = context + s.first * heads * valueDim
-        let pool = ComputePool.shared
-        let tiles = scores.floats(pool.threads * n * visible)
-        pool.parallelChunks(heads) { part, hs in
-            let sc = tiles + part * n * visible
-            for h in hs {
-                let k = kv + h * (nopeDim + valueDim)
-                Dense.multiplyTransposed(m: n, n: visible, k: nopeDim, alpha: softmaxScale, a: qRows + h * qkDim, lda: heads * qkDim,
-                                         b: k, ldb: kvWidth, c: sc, ldc: visible)
-                Dense.multiplyTransposed(m: n, n: visible, k: ropeDim, alpha: softmaxScale, a: qRows + h * qkDim + nopeDim, lda: heads * qkDim,
-                                         b: cache + latentDim, ldb: width, beta: 1, c: sc, ldc: visible)
-                for i in 0..<n {
-                    let row = sc + i * visible
-                    let seen = s.startPosition + i + 1
-                    VectorOps.softmax(row, count: seen)
-                    (row + seen).update(repeating: 0, count: visible - seen)
-                }
-                Dense.multiply(m: n, n: valueDim, k: visible, a: sc, lda: visible, b: k + nopeDim, ldb: kvWidth,
-                               c: out + h * valueDim, ldc: heads * valueDim)
-            }
-        }
-    }
+    /// Heads per unit of work: a unit reads each cache row once for all its heads.
+    private var headBlock: Int { max(1, (heads + ComputePool.shared.threads - 1) / ComputePool.shared.threads) }
 
-    /// Folds `kv_b_proj`'s key half into each query and its value half into the output,
-    /// attending directly over the latent cache. Each thread takes a block of heads and
-    /// reads the cache once for all of them.
-    private func absorbed(_ q: UnsafeMutablePointer<Float>, slice s: AttentionBatch.Slice, context: UnsafeMutablePointer<Float>) {
-        let width = latentDim + ropeDim
-        let cache = s.cache.layer(layer)
-        let block = nopeDim + valueDim
-        let folded = absorbedQueries.floats(heads * width)
-        let latentOut = expanded.floats(heads * latentDim)
-        for i in 0..<s.count {
-            let visible = s.startPosition + i + 1
-            let qRow = q + (s.first + i) * heads * qkDim
-            let out = context + (s.first + i) * heads * valueDim
-            let sc = scores.floats(heads * visible)
-            ComputePool.shared.parallelFor(heads) { hs in
-                for h in hs {
-                    let fq = folded + h * width
+    /// Every token of the step attends over its sequence's latent cache up to its own
+    /// position, one (token, block of heads) per unit of work. Per head: the query folded
+    /// through the key half of `kv_b_proj`, scores against each cached row (`VectorOps.dot`),
+    /// softmax, the rows mixed in position order, and the value half of `kv_b_proj`.
+    private func absorbed(_ q: UnsafeMutablePointer<Float>, batch: AttentionBatch, context: UnsafeMutablePointer<Float>) {
+        let width = latentDim + ropeDim, block = nopeDim + valueDim
+        let tokens = batch.tokenCount, group = headBlock, blocks = (heads + group - 1) / group
+        var caches = [UnsafeMutablePointer<Float>](repeating: q, count: tokens)
+        for s in batch.slices { for i in 0..<s.count { caches[s.first + i] = s.cache.layer(layer) } }
+        let positions = batch.positions
+        let longest = (positions.max() ?? 0) + 1
+        ComputePool.shared.parallelChunks(tokens * blocks) { part, units in
+            let scratch = parts[part].floats(group * (width + longest + latentDim))
+            let folded = scratch, scores = scratch + group * width, latent = scores + group * longest
+            for unit in units {
+                let t = unit / blocks, hs = (unit % blocks) * group ..< min(heads, (unit % blocks + 1) * group)
+                let cache = UnsafePointer(caches[t]), visible = positions[t] + 1
+                let qRow = q + t * heads * qkDim
+                for (i, h) in hs.enumerated() {
+                    let fq = folded + i * width
                     Linear.applyTransposed(kvBProj.rows(h * block ..< h * block + nopeDim), qRow + h * qkDim, fq)
                     (fq + latentDim).update(from: qRow + h * qkDim + nopeDim, count: ropeDim)
                 }
-                let first = hs.lowerBound
-                Dense.multiplyTransposed(m: hs.count, n: visible, k: width, alpha: softmaxScale, a: folded + first * width, lda: width,
-                                         b: cache, ldb: width, c: sc + first * visible, ldc: visible)
-                for h in hs { VectorOps.softmax(sc + h * visible, count: visible) }
-                Dense.multiply(m: hs.count, n: latentDim, k: visible, a: sc + first * visible, lda: visible, b: cache, ldb: width,
-                               c: latentOut + first * latentDim, ldc: latentDim)
-                for h in hs {
-                    Linear.apply(kvBProj.rows(h * block + nopeDim ..< (h + 1) * block),
-                                 latentOut + h * latentDim, out + h * valueDim, tokens: 1, pool: nil)
+                for j in 0..<visible {
+                    for i in 0..<hs.count {
+                        scores[i * longest + j] = VectorOps.dot(folded + i * width, cache + j * width, count: width) * softmaxScale
+                    }
+                }
+                for i in 0..<hs.count { VectorOps.softmax(scores + i * longest, count: visible) }
+                latent.update(repeating: 0, count: hs.count * latentDim)
+                for j in 0..<visible {
+                    for i in 0..<hs.count {
+                        VectorOps.axpy(scores[i * longest + j], cache + j * width, latent + i * latentDim, count: latentDim)
+                    }
+                }
+                for (i, h) in hs.enumerated() {
+                    Linear.apply(kvBProj.rows(h * block + nopeDim ..< (h + 1) * block), latent + i * latentDim,
+                                 context + t * heads * valueDim + h * valueDim, tokens: 1, pool: nil)
                 }
             }
         }

@@ -42,12 +42,11 @@ public final class DecoderLayer: @unchecked Sendable {
     }
 
     /// Advances the residual stream `x` (`[tokens × hidden]`) through this block.
-    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, batch: AttentionBatch,
-                               algorithm: MultiHeadLatentAttention.Algorithm?, remote: RemoteExperts?) throws {
+    public func callAsFunction(_ x: UnsafeMutablePointer<Float>, batch: AttentionBatch, remote: RemoteExperts?) throws {
         let tokens = batch.tokenCount
         let h = normed.floats(tokens * hidden), b = branch.floats(tokens * hidden)
         normalize(x, with: inputLayernorm, into: h, tokens: tokens)
-        selfAttn(h, batch: batch, out: b, algorithm: algorithm)
+        selfAttn(h, batch: batch, out: b)
         VectorOps.add(b, to: x, count: tokens * hidden)
         normalize(x, with: postAttentionLayernorm, into: h, tokens: tokens)
         switch mlp {

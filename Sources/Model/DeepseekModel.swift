@@ -10,8 +10,6 @@ public final class DeepseekModel: @unchecked Sendable {
     public let layers: [DecoderLayer]
     let norm: [Float]
     let lmHead: WeightMatrix
-    /// Forces one MLA algorithm for every step (tests compare the two); nil picks per slice.
-    public var attentionAlgorithm: MultiHeadLatentAttention.Algorithm?
     private let residual = Scratch(), finalNormed = Scratch()
 
     /// Loads every weight, or — for a cluster's attention rank (`localRouted` false) —
@@ -46,7 +44,7 @@ public final class DeepseekModel: @unchecked Sendable {
         let x = residual.floats(tokens.count * hidden)
         for (t, id) in tokens.enumerated() { embedTokens.copyRow(id, to: x + t * hidden) }
         batch.reserve()
-        for layer in layers { try layer(x, batch: batch, algorithm: attentionAlgorithm, remote: remote) }
+        for layer in layers { try layer(x, batch: batch, remote: remote) }
         batch.commit()
         let h = finalNormed.floats(logitRows.count * hidden)
         norm.withUnsafeBufferPointer { w in

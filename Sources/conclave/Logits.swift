@@ -18,9 +18,6 @@ struct Logits: ParsableCommand {
     @Option(name: .customLong("routing-layer"), help: "Also print the experts each token is routed to at this MoE layer.")
     var routingLayer: Int?
 
-    @Option(help: "MLA algorithm: auto (naive for prompts, absorbed for single tokens), naive or absorbed.")
-    var attention: AttentionChoice = .auto
-
     @OptionGroup var cluster: ClusterArguments
 
     func run() throws {
@@ -55,26 +52,8 @@ struct Logits: ParsableCommand {
 
     private func configure(_ executor: Executor) {
         switch executor {
-        case .local(let runner): runner.model.attentionAlgorithm = attention.algorithm
+        case .local: break
         case .cluster(let session): session.router.routingLayer = routingLayer
-        }
-    }
-
-    func validate() throws {
-        if attention != .auto && MPIRuntime.launchedWorldSize > 1 {
-            throw ValidationError("--attention applies to one process; under mpirun the attention ranks choose per slice")
-        }
-    }
-}
-
-enum AttentionChoice: String, ExpressibleByArgument, CaseIterable {
-    case auto, naive, absorbed
-
-    var algorithm: MultiHeadLatentAttention.Algorithm? {
-        switch self {
-        case .auto: nil
-        case .naive: .naive
-        case .absorbed: .absorbed
         }
     }
 }
