@@ -7,7 +7,7 @@ import Testing
 let fixtureModels = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/models")
 
-let fixtureCases = ["v3-sigmoid-grouped", "v3-yarn-sharded", "v2-softmax-plainq", "v3-fp8"]
+let fixtureCases = ["v3-sigmoid-grouped", "v3-yarn-sharded", "v2-softmax-plainq", "v3-fp8", "v3-bf16", "v3-fp8-release"]
 
 func fixtureExists(_ name: String) -> Bool {
     FileManager.default.fileExists(atPath: fixtureModels.appendingPathComponent(name).appendingPathComponent("config.json").path)

@@ -5,7 +5,7 @@ enum Fixtures {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
-    static let modelCases = ["v3-sigmoid-grouped", "v3-yarn-sharded", "v2-softmax-plainq", "v3-fp8"]
+    static let modelCases = ["v3-sigmoid-grouped", "v3-yarn-sharded", "v2-softmax-plainq", "v3-fp8", "v3-bf16", "v3-fp8-release"]
 
     static func model(_ name: String) -> URL { root.appendingPathComponent("models/\(name)") }
 
