@@ -23,6 +23,8 @@ public final class AllToAllProfile {
         public var tokensPerExpert: [Int]
         /// Rows each expert rank (world rank) received, summed over steps.
         public var rowsPerRank: [Int: Int] = [:]
+        /// (token, expert) outputs each expert rank returned, summed over steps.
+        public var pairsPerRank: [Int: Int] = [:]
     }
 
     public let worldSize: Int
@@ -43,7 +45,7 @@ public final class AllToAllProfile {
 
     /// One step of one MoE layer: `combine` is already net of the expert FFN time.
     func record(layer: Int, dispatch: Double, combine: Double, expert: Double, dispatchBytes: Int, combineBytes: Int,
-                tokens: Int, experts: [Int32], rowsPerRank: [Int: Int]) {
+                tokens: Int, experts: [Int32], rowsPerRank: [Int: Int], pairsPerRank: [Int: Int]) {
         // Mutated in place: copying the sample arrays out and back would make each step cost O(steps).
         if layers[layer] == nil { layers[layer] = Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts)) }
         if layers[layer]!.tokens.count >= 2 * Self.sampleLimit { layers[layer]!.dropOldestSamples(keeping: Self.sampleLimit) }
@@ -56,17 +58,23 @@ public final class AllToAllProfile {
         layers[layer]!.tokens.append(tokens)
         for e in experts { layers[layer]!.tokensPerExpert[Int(e)] += 1 }
         for (r, n) in rowsPerRank { layers[layer]!.rowsPerRank[r, default: 0] += n }
+        for (r, n) in pairsPerRank { layers[layer]!.pairsPerRank[r, default: 0] += n }
     }
 
     func addBytes(from: Int, to: Int, _ n: Int) { bytes[from][to] += n }
 
     /// Mean rows per step and MoE layer that each expert rank (world rank) received:
     /// what the baseline all-to-all moves.
-    var meanRowsPerRank: [Int: Double] {
+    var meanRowsPerRank: [Int: Double] { meanPerStep(\.rowsPerRank) }
+
+    /// Mean (token, expert) outputs per step and MoE layer that each expert rank returned.
+    var meanPairsPerRank: [Int: Double] { meanPerStep(\.pairsPerRank) }
+
+    private func meanPerStep(_ counts: KeyPath<Layer, [Int: Int]>) -> [Int: Double] {
         let samples = layers.values.reduce(0) { $0 + $1.steps }
         guard samples > 0 else { return [:] }
         var sums: [Int: Int] = [:]
-        for l in layers.values { for (r, n) in l.rowsPerRank { sums[r, default: 0] += n } }
+        for l in layers.values { for (r, n) in l[keyPath: counts] { sums[r, default: 0] += n } }
         return sums.mapValues { Double($0) / Double(samples) }
     }
 

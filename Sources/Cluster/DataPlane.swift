@@ -5,27 +5,33 @@ import Routing
 import Transport
 
 /// Where one MoE layer's tokens go: for every rank of the expert communicator, the tokens
-/// (router-side row indices) it receives, each once however many of its experts it runs.
+/// (router-side row indices) it receives, each once however many of its experts it runs,
+/// and the (token, slot) pairs whose expert outputs it returns.
 public struct DispatchLayout: Sendable {
     public let topK: Int
     /// Per expert-communicator rank, the token rows sent to it, ascending.
     public let tokens: [[Int]]
+    /// Per expert-communicator rank, the slots `t · topK + k` it answers, in the order it
+    /// returns them: by token, then slot.
+    public let slots: [[Int]]
 
     /// Computed from the gate's choices: token `t` goes to every rank holding one of its experts.
     public init(routing: RoutingTable, ranks: Int, owner: (Int) -> Int) {
         topK = routing.topK
-        var tokens = [[Int]](repeating: [], count: ranks)
+        var tokens = [[Int]](repeating: [], count: ranks), slots = [[Int]](repeating: [], count: ranks)
         for t in 0..<routing.tokens {
-            var sent = Set<Int>()
             for k in 0..<routing.topK {
                 let r = owner(Int(routing.experts[t * routing.topK + k]))
-                if sent.insert(r).inserted { tokens[r].append(t) }
+                if tokens[r].last != t { tokens[r].append(t) }
+                slots[r].append(t * routing.topK + k)
             }
         }
         self.tokens = tokens
+        self.slots = slots
     }
 
     public var rows: [Int] { tokens.map(\.count) }
+    public var pairs: [Int] { slots.map(\.count) }
 }
 
 /// What a dispatch left in flight; `combine` consumes it.
@@ -49,20 +55,22 @@ public struct CombineResult {
 
 /// The expert data plane over the communicator of the router and the expert ranks, in
 /// the spirit of DeepEP: the router computes a layout, `dispatch`es token rows (each
-/// carrying its experts and weights), the expert ranks run them, and `combine` brings one
-/// weighted sum per (token, rank) back. Activations travel as raw MPI buffers.
+/// carrying its experts), the expert ranks run them, and `combine` brings every (token,
+/// expert) output back, unweighted, for the router to sum in the gate's order
+/// (`RoutedExperts.sum`): a per-rank partial sum would make the result depend on which
+/// rank holds which expert. Activations travel as raw MPI buffers.
 ///
 /// Row format router → expert: `hidden` activations, then `topK` expert ids (-1 for experts
-/// held elsewhere), then `topK` weights. Expert → router: `hidden` values per row, then two
-/// values: the expert rank's seconds waiting for its rows and running its FFNs, so the
-/// profile can tell transfer from compute without comparing clocks across ranks (on a
-/// crowded node the router itself may not be scheduled while experts compute).
+/// held elsewhere). Expert → router: `hidden` values per (row, held slot), by row then
+/// slot, then two values: the expert rank's seconds waiting for its rows and running its
+/// FFNs, so the profile can tell transfer from compute without comparing clocks across
+/// ranks (on a crowded node the router itself may not be scheduled while experts compute).
 public final class ExpertDataPlane {
     public let comm: Communicator
     public let router: Int
     public let hidden: Int
     public let topK: Int
-    var width: Int { hidden + 2 * topK }
+    var width: Int { hidden + topK }
     /// Owned buffers: a dispatch in flight reads `outgoing` until `combine` completes it.
     private let outgoing = Scratch(), incoming = Scratch()
 
@@ -94,9 +102,7 @@ public final class ExpertDataPlane {
                 row.update(from: x + t * hidden, count: hidden)
                 for k in 0..<topK {
                     let e = Int(routing.experts[t * topK + k])
-                    let here = held.contains(e)
-                    row[hidden + k] = here ? Float(e) : -1
-                    row[hidden + topK + k] = here ? routing.weights[t * topK + k] : 0
+                    row[hidden + k] = held.contains(e) ? Float(e) : -1
                 }
                 row += width
             }
@@ -107,11 +113,11 @@ public final class ExpertDataPlane {
                               bytes: total * 4, request: request)
     }
 
-    /// Adds each rank's returned rows into `out` (`[tokens × hidden]`, zeroed by the caller).
-    public func combine(_ handle: DispatchHandle, into out: UnsafeMutablePointer<Float>) throws -> CombineResult {
+    /// Puts each rank's returned expert outputs into their slots of `slots` (`[tokens × topK × hidden]`).
+    public func combine(_ handle: DispatchHandle, into slots: UnsafeMutablePointer<Float>) throws -> CombineResult {
         let start = DispatchTime.now().uptimeNanoseconds
-        let rows = handle.layout.rows
-        let counts = rows.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + Self.trailer }
+        let pairs = handle.layout.pairs
+        let counts = pairs.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + Self.trailer }
         let total = counts.reduce(0, +)
         let received = incoming.floats(total)
         try comm.allToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: none,
@@ -120,9 +126,9 @@ public final class ExpertDataPlane {
         try handle.request.wait()
         var slowestWait = 0.0, slowest = 0.0
         var at = received
-        for (rank, tokens) in handle.layout.tokens.enumerated() where rank != router {
-            for t in tokens {
-                VectorOps.add(at, to: out + t * hidden, count: hidden)
+        for (rank, answered) in handle.layout.slots.enumerated() where rank != router {
+            for slot in answered {
+                (slots + slot * hidden).update(from: at, count: hidden)
                 at += hidden
             }
             slowestWait = max(slowestWait, Double(at[0]))
@@ -135,8 +141,8 @@ public final class ExpertDataPlane {
 
     // MARK: expert side
 
-    /// Receives this rank's rows for one layer, runs `experts` on them and returns the
-    /// weighted sums. Returns the rows served and the seconds their FFNs took.
+    /// Receives this rank's rows for one layer, runs `experts` on them and returns their
+    /// outputs. Returns the rows served and the seconds their FFNs took.
     @discardableResult
     public func serve(_ experts: RoutedExperts) throws -> (rows: Int, seconds: Double) {
         var counts = [Int32](repeating: 0, count: comm.size)
@@ -148,20 +154,20 @@ public final class ExpertDataPlane {
         try comm.startAllToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: none,
                                 recv: UnsafeMutableBufferPointer(start: x, count: rows * width), recvCounts: fromRouter(rows * width)).wait()
         let start = DispatchTime.now().uptimeNanoseconds
-        var byExpert: [Int: [RoutingAssignments.Pair]] = [:]
+        var byExpert: [Int: [RoutingAssignments.Pair]] = [:], pairs = 0
         for r in 0..<rows {
             let row = x + r * width
             for k in 0..<topK where row[hidden + k] >= 0 {
-                byExpert[Int(row[hidden + k]), default: []].append(.init(token: r, weight: row[hidden + topK + k]))
+                byExpert[Int(row[hidden + k]), default: []].append(.init(token: r, row: pairs))
+                pairs += 1
             }
         }
-        let count = rows * hidden + Self.trailer
+        let count = pairs * hidden + Self.trailer
         let out = outgoing.floats(count)
-        out.update(repeating: 0, count: rows * hidden)
-        experts.accumulate(x, ldx: width, table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }), into: out)
+        experts.run(x, ldx: width, table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }), into: out)
         let ffnSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        out[rows * hidden] = Float(Double(start - announced) / 1e9)
-        out[rows * hidden + 1] = Float(ffnSeconds)
+        out[pairs * hidden] = Float(Double(start - announced) / 1e9)
+        out[pairs * hidden + 1] = Float(ffnSeconds)
         try comm.allToAllV(send: UnsafeBufferPointer(start: out, count: count), sendCounts: fromRouter(count),
                            recv: UnsafeMutableBufferPointer(start: nil, count: 0), recvCounts: none)
         return (rows, ffnSeconds)

@@ -1,6 +1,7 @@
 import Checkpoint
 import ControlPlane
 import Engine
+import Experts
 import Foundation
 import Kernels
 import Routing
@@ -33,7 +34,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
     let ownerOfExpert: [Int]
     let heldByCommRank: [Set<Int>]
     private var routing = RoutingTable(topK: 1)
-    private let hidden = Scratch(), combined = Scratch()
+    private let hidden = Scratch(), combined = Scratch(), slots = Scratch()
     /// Routing of `routingLayer` in the last step, in plan token order.
     public var routingLayer: Int?
     public private(set) var lastRouting: [[Int]] = []
@@ -134,13 +135,17 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
         if l == routingLayer { lastRouting = planOrder(rows: rows, plan: plan) }
         let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { self.ownerOfExpert[$0] }
         let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout) { self.heldByCommRank[$0] }
-        out.update(repeating: 0, count: total * d)
-        let combine = try plane.combine(handle, into: out)
-        var rowsPerRank: [Int: Int] = [:]
+        let outputs = slots.floats(total * routing.topK * d)
+        let combine = try plane.combine(handle, into: outputs)
+        routing.weights.withUnsafeBufferPointer {
+            RoutedExperts.sum(outputs, weights: $0.baseAddress!, topK: routing.topK, tokens: total, hidden: d, into: out)
+        }
+        var rowsPerRank: [Int: Int] = [:], pairsPerRank: [Int: Int] = [:]
         for (r, n) in dispatchLayout.rows.enumerated() where expertCommRanks[r] != world.rank {
             rowsPerRank[expertCommRanks[r]] = n
+            pairsPerRank[expertCommRanks[r]] = dispatchLayout.pairs[r]
             profile.addBytes(from: world.rank, to: expertCommRanks[r], n * plane.width * 4)
-            profile.addBytes(from: expertCommRanks[r], to: world.rank, (n * d + ExpertDataPlane.trailer) * 4)
+            profile.addBytes(from: expertCommRanks[r], to: world.rank, (dispatchLayout.pairs[r] * d + ExpertDataPlane.trailer) * 4)
         }
         if collectsLayerSamples {
             layerSamples.append(MoELayerSample(layer: l, dispatchSeconds: combine.dispatchSeconds, combineSeconds: combine.combineSeconds,
@@ -149,7 +154,8 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
         }
         profile.record(layer: l, dispatch: combine.dispatchSeconds, combine: combine.combineSeconds, expert: combine.expertSeconds,
                        dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,
-                       experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank)
+                       experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank,
+                       pairsPerRank: pairsPerRank)
         at = 0
         for (a, n) in rows {
             try world.sendFloats(UnsafeBufferPointer(start: out + at * d, count: n * d), to: a, tag: Tag.hiddenBase + l)
@@ -179,9 +185,9 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
     /// Ends the run on every rank; first times a raw all-to-all of this run's mean
     /// dispatch and combine sizes between the same ranks, as the profile's baseline.
     func shutdown(reason: String) throws {
-        let rows = profile.meanRowsPerRank
+        let rows = profile.meanRowsPerRank, pairs = profile.meanPairsPerRank
         let dispatchCounts = expertCommRanks.map { Int((rows[$0] ?? 0).rounded()) * plane.width }
-        let combineCounts = expertCommRanks.map { $0 == world.rank ? 0 : Int((rows[$0] ?? 0).rounded()) * plane.hidden + ExpertDataPlane.trailer }
+        let combineCounts = expertCommRanks.map { $0 == world.rank ? 0 : Int((pairs[$0] ?? 0).rounded()) * plane.hidden + ExpertDataPlane.trailer }
         let repetitions = rows.isEmpty ? 0 : 30
         let message = Shutdown(reason: reason, baselineDispatchCounts: dispatchCounts, baselineCombineCounts: combineCounts,
                                baselineRepetitions: repetitions)

@@ -25,13 +25,14 @@ public final class RoutedExperts: @unchecked Sendable {
 
     public var weightBytes: Int { experts.values.reduce(0) { $0 + $1.weightBytes } }
 
-    /// `out[t] += Σ_k weight[t,k] · expert[t,k](x[t])` over the (token, expert) pairs whose
-    /// expert is held here; pairs naming other experts are skipped (another rank has them).
-    /// Each expert runs once on all of its tokens gathered into one block. `alongside` are
-    /// other FFNs (the shared experts) run in the same parallel regions when that pays.
-    /// Row `t` of `x` starts at `t · ldx` (default `hidden`: dispatched rows carry routing after the activations).
-    public func accumulate(_ x: UnsafePointer<Float>, ldx: Int? = nil, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
-                           alongside: [FeedForward.Work] = []) {
+    /// Each (token, slot) pair's expert output `expert(x[token])`, unweighted, into row
+    /// `pair.row` of `out` (`hidden` apart); pairs naming experts not held here are skipped
+    /// (another rank has them). Each expert runs once on all of its tokens gathered into
+    /// one block. `alongside` are other FFNs (the shared experts) run in the same parallel
+    /// regions when that pays. Row `t` of `x` starts at `t · ldx` (default `hidden`:
+    /// dispatched rows carry routing after the activations).
+    public func run(_ x: UnsafePointer<Float>, ldx: Int? = nil, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
+                    alongside: [FeedForward.Work] = []) {
         let ldx = ldx ?? hidden
         let active = table.byExpert.compactMap { e in experts[e.expert].map { (ffn: $0, pairs: e.pairs) } }
         let rows = active.reduce(0) { $0 + $1.pairs.count }
@@ -46,8 +47,8 @@ public final class RoutedExperts: @unchecked Sendable {
             row += pairs.count
         }
         // Few tokens per expert (decode): all FFNs together, so their single-token products
-        // share two parallel regions (`Linear.applyMany`; larger ones go to oneDNN one by one).
-        // Many (prefill): expert by expert, keeping the intermediate activations one expert's size.
+        // share two parallel regions (`Linear.applyMany`). Many (prefill): expert by expert,
+        // keeping the intermediate activations one expert's size.
         if active.allSatisfy({ $0.pairs.count <= Self.fusedTokenLimit }) {
             FeedForward.runAll(work + alongside, scratch: intermediate)
         } else {
@@ -56,21 +57,37 @@ public final class RoutedExperts: @unchecked Sendable {
         row = 0
         for (_, pairs) in active {
             for (i, pair) in pairs.enumerated() {
-                VectorOps.axpy(pair.weight, output + (row + i) * hidden, out + pair.token * hidden, count: hidden)
+                (out + pair.row * hidden).update(from: output + (row + i) * hidden, count: hidden)
             }
             row += pairs.count
+        }
+    }
+
+    /// `out[t] = Σ_k weight[t, k] · slot[t, k]` over `tokens` rows, the slots
+    /// (`[tokens × topK × hidden]`) in the gate's order: the one order a token's expert
+    /// outputs are summed in, whichever rank ran which expert — so a cluster's sums are
+    /// the same bits as one process's.
+    public static func sum(_ slots: UnsafePointer<Float>, weights: UnsafePointer<Float>, topK: Int, tokens: Int, hidden: Int,
+                           into out: UnsafeMutablePointer<Float>) {
+        out.update(repeating: 0, count: tokens * hidden)
+        for t in 0..<tokens {
+            for k in 0..<topK {
+                VectorOps.axpy(weights[t * topK + k], slots + (t * topK + k) * hidden, out + t * hidden, count: hidden)
+            }
         }
     }
 
     static let fusedTokenLimit = 8
 }
 
-/// (token, weight) pairs grouped by expert: the layout an expert FFN consumes.
+/// (token, output row) pairs grouped by expert: the layout an expert FFN consumes.
 public struct RoutingAssignments: Sendable {
     public struct Pair: Sendable {
+        /// The input row.
         public let token: Int
-        public let weight: Float
-        public init(token: Int, weight: Float) { self.token = token; self.weight = weight }
+        /// Where the expert's output goes.
+        public let row: Int
+        public init(token: Int, row: Int) { self.token = token; self.row = row }
     }
 
     /// Experts in ascending id order, each with its tokens in token order.
@@ -78,11 +95,11 @@ public struct RoutingAssignments: Sendable {
 
     public init(byExpert: [(expert: Int, pairs: [Pair])]) { self.byExpert = byExpert }
 
-    /// Groups `experts`/`weights` (`[tokens × topK]`, token-major) by expert.
-    public init(experts: [Int32], weights: [Float], topK: Int) {
+    /// Groups `experts` (`[tokens × topK]`, token-major) by expert; slot `i`'s output goes to row `i`.
+    public init(experts: [Int32], topK: Int) {
         var groups: [Int: [Pair]] = [:]
         for i in experts.indices {
-            groups[Int(experts[i]), default: []].append(Pair(token: i / topK, weight: weights[i]))
+            groups[Int(experts[i]), default: []].append(Pair(token: i / topK, row: i))
         }
         byExpert = groups.keys.sorted().map { ($0, groups[$0]!) }
     }

@@ -9,7 +9,8 @@ import Routing
 public protocol RemoteExperts: AnyObject {
     /// Sends `tokens` rows of normalised hidden states of MoE layer `layer` away.
     func send(layer: Int, hidden: UnsafePointer<Float>, tokens: Int) throws
-    /// Receives `Σ_k weight · expert_k(x)` for the rows sent, `[tokens × hidden]`.
+    /// Receives `Σ_k weight · expert_k(x)` for the rows sent, `[tokens × hidden]`, summed as
+    /// `RoutedExperts.sum` sums.
     func receive(layer: Int, into out: UnsafeMutablePointer<Float>, tokens: Int) throws
 }
 
@@ -26,7 +27,7 @@ public final class MixtureOfExperts: @unchecked Sendable {
     public let routed: Routed
     public let sharedExperts: FeedForward?
     public private(set) var routing: RoutingTable
-    private let shared = Scratch()
+    private let shared = Scratch(), slots = Scratch()
     let hidden: Int
 
     public init(checkpoint: Checkpoint, layer: Int, localRouted: Bool) throws {
@@ -60,10 +61,13 @@ public final class MixtureOfExperts: @unchecked Sendable {
         switch routed {
         case .local(let gate, let experts):
             gate.route(x, tokens: tokens, into: &routing)
-            out.update(repeating: 0, count: tokens * hidden)
+            let topK = routing.topK, outputs = slots.floats(tokens * topK * hidden)
             let sharedWork = sharedExperts.map { [FeedForward.Work($0, x: x, tokens: tokens, out: s)] } ?? []
-            experts.accumulate(x, table: RoutingAssignments(experts: routing.experts, weights: routing.weights, topK: routing.topK),
-                               into: out, alongside: sharedWork)
+            experts.run(x, table: RoutingAssignments(experts: Array(routing.experts[..<(tokens * topK)]), topK: topK),
+                        into: outputs, alongside: sharedWork)
+            routing.weights.withUnsafeBufferPointer {
+                RoutedExperts.sum(outputs, weights: $0.baseAddress!, topK: topK, tokens: tokens, hidden: hidden, into: out)
+            }
             if !sharedWork.isEmpty { VectorOps.add(s, to: out, count: tokens * hidden) }
         case .remote:
             guard let remote else { preconditionFailure("MoE layer \(layer) has remote experts but no remote path") }

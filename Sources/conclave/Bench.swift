@@ -12,6 +12,7 @@ struct Bench: ParsableCommand {
         abstract: "Measure memory bandwidth, prefill and decode speed on one process, and decode against its bandwidth roofline.")
 
     @OptionGroup var model: ModelOption
+    @OptionGroup var numerics: NumericsOption
 
     @Option(name: .customLong("prompt-tokens"), help: "Prompt length of the prefill test.")
     var promptTokens = 128
@@ -35,6 +36,8 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+
+        numerics.apply()
         let checkpoint = try Checkpoint(directory: model.url)
         let deepseek = try DeepseekModel(checkpoint: checkpoint)
         let vocab = deepseek.config.vocabSize

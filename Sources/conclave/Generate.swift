@@ -9,6 +9,7 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a prompt, streaming it as it is produced.")
 
     @OptionGroup var model: ModelOption
+    @OptionGroup var numerics: NumericsOption
 
     @Option(help: "Prompt text.")
     var prompt: String?
@@ -45,6 +46,8 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
+
+        numerics.apply()
         try Executor.run(model: model.url, cluster: cluster) { executor in
             // Token-id prompts run without a tokenizer (some checkpoints ship none).
             let tokenizer = tokens != nil && !FileManager.default.fileExists(atPath: model.url.appendingPathComponent("tokenizer.json").path)

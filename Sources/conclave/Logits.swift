@@ -11,6 +11,7 @@ struct Logits: ParsableCommand {
         abstract: "Print the logits of every position of a token sequence as JSON: the debugging tool for numerics.")
 
     @OptionGroup var model: ModelOption
+    @OptionGroup var numerics: NumericsOption
 
     @Option(help: "Comma-separated token ids.")
     var tokens: String
@@ -21,6 +22,8 @@ struct Logits: ParsableCommand {
     @OptionGroup var cluster: ClusterArguments
 
     func run() throws {
+
+        numerics.apply()
         let ids = try parseIds(tokens, option: "--tokens")
         guard !ids.isEmpty else { throw ValidationError("--tokens is empty") }
         let c = try ModelConfig(contentsOf: model.url.appendingPathComponent(Checkpoint.configFile))

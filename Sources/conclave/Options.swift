@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Kernels
 import Sampling
 
 struct ModelOption: ParsableArguments {
@@ -9,6 +10,17 @@ struct ModelOption: ParsableArguments {
 
     var url: URL { URL(fileURLWithPath: model) }
 }
+
+/// `--numerics`: how products round, for every command that runs the model.
+struct NumericsOption: ParsableArguments {
+    @Option(help: "exact (default): f32 activations, results independent of batch, chunking, layout and threads; fast: bf16-rounded activations on oneDNN for prefill (docs/PERFORMANCE.md).")
+    var numerics: Numerics = .exact
+
+    /// Sets the process's numerics; before the model runs.
+    func apply() { Numerics.mode = numerics }
+}
+
+extension Numerics: ExpressibleByArgument {}
 
 struct SamplingOptions: ParsableArguments {
     @Option(help: "Sampling temperature; 0 picks the most likely token (greedy).")

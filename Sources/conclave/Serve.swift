@@ -15,6 +15,7 @@ struct Serve: ParsableCommand {
             """)
 
     @OptionGroup var model: ModelOption
+    @OptionGroup var numerics: NumericsOption
 
     @Option(help: "Address to listen on (loopback by default).")
     var host = "127.0.0.1"
@@ -63,6 +64,8 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+
+        numerics.apply()
         let frontEnd = FrontEnd()
         do {
             try Executor.run(model: model.url, cluster: cluster, beforeLoading: {

@@ -331,9 +331,11 @@ public enum Conclave {
             .sorted()
     }
 
-    /// Starts `conclave arguments…` as a plain child process (no MPI).
-    public static func startLocal(_ arguments: [String], sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
-        try MPIJob(executable: binary(sourceLocation: sourceLocation), arguments: arguments, environment: childEnvironment)
+    /// Starts `conclave arguments…` as a plain child process (no MPI), with `environment`
+    /// (`NAME=value`) added to `childEnvironment`.
+    public static func startLocal(_ arguments: [String], environment: [String] = [],
+                                  sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob {
+        try MPIJob(executable: binary(sourceLocation: sourceLocation), arguments: arguments, environment: childEnvironment + environment)
     }
 
     /// Starts `mpirun -np ranks … conclave arguments…` over shared memory.
@@ -347,9 +349,9 @@ public enum Conclave {
     }
 
     /// Runs `conclave` alone to the end (hard timeout `timeout` s).
-    public static func local(_ arguments: [String], timeout: Double = 30,
+    public static func local(_ arguments: [String], environment: [String] = [], timeout: Double = 30,
                       sourceLocation: SourceLocation = #_sourceLocation) throws -> MPIJob.Result {
-        let result = try startLocal(arguments, sourceLocation: sourceLocation).finish(timeout: timeout)
+        let result = try startLocal(arguments, environment: environment, sourceLocation: sourceLocation).finish(timeout: timeout)
         expectClean(result, sourceLocation: sourceLocation)
         return result
     }
