@@ -65,6 +65,8 @@ public final class ServingEngine: @unchecked Sendable {
     // Guarded by `condition`.
     private var state = EngineState.loading
     private var inbox: [(id: UInt64, request: GenerationRequest)] = []
+    /// Arrivals taken from the inbox whose submission the load does not show yet.
+    private var inTransit = 0
     private var cancellations: [UInt64] = []
     private var cutRunning = false
     private var streams: [UInt64: AsyncThrowingStream<ServedUpdate, Error>.Continuation] = [:]
@@ -97,7 +99,7 @@ public final class ServingEngine: @unchecked Sendable {
         let fitted: GenerationRequest
         do { fitted = try validate!(request) } catch { throw .invalid("\(error)") }
         // Waiting: not yet handed to the generator, or handed and not yet admitted.
-        guard inbox.count + load.waiting < options.maxQueue else { throw .queueFull(limit: options.maxQueue) }
+        guard inbox.count + inTransit + load.waiting < options.maxQueue else { throw .queueFull(limit: options.maxQueue) }
         let id = nextId
         nextId += 1
         let (stream, continuation) = AsyncThrowingStream<ServedUpdate, Error>.makeStream()
@@ -142,6 +144,7 @@ public final class ServingEngine: @unchecked Sendable {
             }
             let arrivals = inbox, cancelled = cancellations, cut = cutRunning
             inbox = []
+            inTransit = arrivals.count
             cancellations = []
             cutRunning = false
             condition.unlock()
@@ -159,7 +162,10 @@ public final class ServingEngine: @unchecked Sendable {
             if cut { generator.cancelAll() }
             // The arrivals now count as waiting in the generator's load, not in the inbox.
             let queued = generator.load
-            condition.withLock { load = queued }
+            condition.withLock {
+                load = queued
+                inTransit = 0
+            }
             let updates: [GenerationUpdate]
             do {
                 updates = try generator.step()
