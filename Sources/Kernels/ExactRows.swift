@@ -40,8 +40,7 @@ enum ExactRows {
         case .fp8(let q):
             // Each row tile has its own column scales: they go into the activations.
             let decoder = FP8Decoder(q: q, cols: w.cols)
-            let scaled = UnsafeMutablePointer<Float>.allocate(capacity: tokens * w.cols)
-            defer { scaled.deallocate() }
+            let scaled = ThreadScratch.current.scaled.floats(tokens * w.cols)
             var r = rows.lowerBound
             while r < rows.upperBound {
                 let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
@@ -69,47 +68,86 @@ enum ExactRows {
         }
     }
 
-    /// One token decodes weights as it streams them (decode is bound by bytes); several
-    /// tokens decode a few rows once into f32 and share them, four tokens per pass.
+    /// Up to `streamedTokens` tokens decode weights as they stream them, four tokens per
+    /// decoded block: the loads of the next weights overlap the multiply-adds, and a row
+    /// stays in L1 for the next four tokens. More tokens (prefill) decode eight rows at a
+    /// time into f32 once and share them, so decoding is paid once per row, not per four
+    /// tokens; their compute then dwarfs the stall of reading the rows.
+    static let streamedTokens = 16
+
     @inline(__always)
     private static func run<D: BlockDecoder>(_ d: D, _ rows: Range<Int>, x: UnsafePointer<Float>, ldx: Int,
                                              _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, factor: Float) {
         let cols = d.cols
         if tokens == 1 {
             var r = rows.lowerBound
-            while r + 4 <= rows.upperBound {
-                let s = dot4(d, r, x: x) * factor
-                for i in 0..<4 { y[r + i] = s[i] }
-                r += 4
+            while r + 2 <= rows.upperBound {
+                let s = dot2(d, r, x: x) * factor
+                y[r] = s[0]
+                y[r + 1] = s[1]
+                r += 2
             }
             while r < rows.upperBound { y[r] = dot1(d, r, x: x) * factor; r += 1 }
             return
         }
-        let chunk = 8
-        let decoded = d.direct == nil ? UnsafeMutablePointer<Float>.allocate(capacity: chunk * cols) : nil
-        defer { decoded?.deallocate() }
-        for start in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
-            let n = min(chunk, rows.upperBound - start)
-            if let decoded { for i in 0..<n { d.decode(row: start + i, into: decoded + i * cols) } }
-            for i in 0..<n {
-                let r = start + i
-                let w = decoded.map { UnsafePointer($0 + i * cols) } ?? d.direct! + r * cols
+        if tokens <= streamedTokens && d.direct == nil {
+            for r in rows {
                 var t = 0
                 while t + 4 <= tokens {
-                    let s = dotTokens4(w, cols: cols, x: x + t * ldx, ldx: ldx) * factor
+                    let s = dotTokens4(d, r, x: x + t * ldx, ldx: ldx) * factor
                     for k in 0..<4 { y[(t + k) * ldy + r] = s[k] }
                     t += 4
                 }
-                while t < tokens { y[t * ldy + r] = dotTokens1(w, cols: cols, x: x + t * ldx) * factor; t += 1 }
+                while t < tokens { y[t * ldy + r] = dot1(d, r, x: x + t * ldx) * factor; t += 1 }
+            }
+            return
+        }
+        let chunk = 8
+        let decoded = d.direct == nil ? ThreadScratch.current.decoded.floats(chunk * cols) : nil
+        let partial = ThreadScratch.current.partial.floats(chunk * tokens * 16)
+        let full = cols - cols % block
+        for start in stride(from: rows.lowerBound, to: rows.upperBound, by: chunk) {
+            let n = min(chunk, rows.upperBound - start)
+            if let decoded { for i in 0..<n { d.decode(row: start + i, into: decoded + i * cols) } }
+            func row(_ i: Int) -> UnsafePointer<Float> { decoded.map { UnsafePointer($0 + i * cols) } ?? d.direct! + (start + i) * cols }
+            partial.update(repeating: 0, count: n * tokens * 16)
+            // A slice of columns at a time, so that four tokens' activations and the rows'
+            // weights stay in L1 while every row meets every token; each element's
+            // accumulator waits in `partial` between slices, its order unchanged.
+            for k0 in stride(from: 0, to: full, by: kSlice) {
+                let k = k0..<min(k0 + kSlice, full)
+                var t = 0
+                while t + 4 <= tokens {
+                    for i in 0..<n { accumulate4(row(i), k, x: x + t * ldx, ldx: ldx, into: partial + (i * tokens + t) * 16) }
+                    t += 4
+                }
+                while t < tokens {
+                    for i in 0..<n { accumulate1(row(i), k, x: x + t * ldx, into: partial + (i * tokens + t) * 16) }
+                    t += 1
+                }
+            }
+            for i in 0..<n {
+                let w = row(i)
+                for t in 0..<tokens {
+                    var s = reduce(UnsafeRawPointer(partial + (i * tokens + t) * 16).loadUnaligned(as: SIMD16<Float>.self))
+                    for c in full..<cols { s.addProduct(w[c], x[t * ldx + c]) }
+                    y[t * ldy + start + i] = s * factor
+                }
             }
         }
     }
 
-    /// Rows `r..<r+4` with one token, decoding each block as it is read.
+    /// Columns per slice of the several-token product: four tokens' activations and eight
+    /// decoded rows of 256 columns take 12 KB.
+    static let kSlice = 256
+
+    /// Rows `r` and `r + 1` with one token, decoding each block as it is read. Two rows
+    /// keep the block's activations, both accumulators and a decoded block in the 16
+    /// vector registers; four rows spilled to the stack and streamed slower.
     @inline(__always)
-    private static func dot4<D: BlockDecoder>(_ d: D, _ r: Int, x: UnsafePointer<Float>) -> SIMD4<Float> {
+    private static func dot2<D: BlockDecoder>(_ d: D, _ r: Int, x: UnsafePointer<Float>) -> SIMD2<Float> {
         let cols = d.cols, full = cols - cols % block, xr = UnsafeRawPointer(x)
-        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+        var a0 = SIMD16<Float>(), a1 = SIMD16<Float>()
         var c = 0
         while c < full {
             let x0 = xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self)
@@ -125,18 +163,16 @@ enum ExactRows {
             }
             step(&a0, r)
             step(&a1, r + 1)
-            step(&a2, r + 2)
-            step(&a3, r + 3)
             c += block
         }
-        var s = SIMD4<Float>(reduce(a0), reduce(a1), reduce(a2), reduce(a3))
+        var s = SIMD2<Float>(reduce(a0), reduce(a1))
         for c in full..<cols {
-            for i in 0..<4 { s[i].addProduct(d.element(row: r + i, column: c), x[c]) }
+            for i in 0..<2 { s[i].addProduct(d.element(row: r + i, column: c), x[c]) }
         }
         return s
     }
 
-    /// Row `r` with one token, in `dot4`'s order.
+    /// Row `r` with one token, in `dot2`'s order.
     @inline(__always)
     private static func dot1<D: BlockDecoder>(_ d: D, _ r: Int, x: UnsafePointer<Float>) -> Float {
         let cols = d.cols, full = cols - cols % block, xr = UnsafeRawPointer(x)
@@ -155,15 +191,46 @@ enum ExactRows {
         return s
     }
 
-    /// A decoded row `w` (the vectors of `BlockDecoder.block` one after another, then the
-    /// tail) against four tokens' activations: the row is read once for all four.
+    /// Row `r` against four tokens' activations (`ldx` apart), each block decoded once for all four.
     @inline(__always)
-    private static func dotTokens4(_ w: UnsafePointer<Float>, cols: Int, x: UnsafePointer<Float>, ldx: Int) -> SIMD4<Float> {
-        let full = cols - cols % block, wr = UnsafeRawPointer(w)
+    private static func dotTokens4<D: BlockDecoder>(_ d: D, _ r: Int, x: UnsafePointer<Float>, ldx: Int) -> SIMD4<Float> {
+        let cols = d.cols, full = cols - cols % block
         let x0 = UnsafeRawPointer(x), x1 = UnsafeRawPointer(x + ldx), x2 = UnsafeRawPointer(x + 2 * ldx), x3 = UnsafeRawPointer(x + 3 * ldx)
         var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
-        var o = 0
-        while o < full * 4 {
+        var c = 0
+        while c < full {
+            let (w0, w1, w2, w3) = d.block(row: r, column: c)
+            @inline(__always) func step(_ a: inout SIMD16<Float>, _ xr: UnsafeRawPointer) {
+                a.addProduct(w0, xr.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self))
+                a.addProduct(w1, xr.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self))
+                a.addProduct(w2, xr.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self))
+                a.addProduct(w3, xr.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self))
+            }
+            step(&a0, x0)
+            step(&a1, x1)
+            step(&a2, x2)
+            step(&a3, x3)
+            c += block
+        }
+        var s = SIMD4<Float>(reduce(a0), reduce(a1), reduce(a2), reduce(a3))
+        for c in full..<cols {
+            let w = d.element(row: r, column: c)
+            for k in 0..<4 { s[k].addProduct(w, x[k * ldx + c]) }
+        }
+        return s
+    }
+
+    /// Columns `k` of a decoded row `w` (the vectors of `BlockDecoder.block` one after
+    /// another) against four tokens' activations, continuing the four accumulators at `acc`.
+    @inline(__always)
+    private static func accumulate4(_ w: UnsafePointer<Float>, _ k: Range<Int>, x: UnsafePointer<Float>, ldx: Int,
+                                    into acc: UnsafeMutablePointer<Float>) {
+        let wr = UnsafeRawPointer(w), ar = UnsafeMutableRawPointer(acc)
+        let x0 = UnsafeRawPointer(x), x1 = UnsafeRawPointer(x + ldx), x2 = UnsafeRawPointer(x + 2 * ldx), x3 = UnsafeRawPointer(x + 3 * ldx)
+        var a0 = ar.loadUnaligned(as: SIMD16<Float>.self), a1 = ar.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+        var a2 = ar.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self), a3 = ar.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+        var o = k.lowerBound * 4
+        while o < k.upperBound * 4 {
             let v = wr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self)
             a0.addProduct(v, x0.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
             a1.addProduct(v, x1.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
@@ -171,26 +238,23 @@ enum ExactRows {
             a3.addProduct(v, x3.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
             o += 64
         }
-        var s = SIMD4<Float>(reduce(a0), reduce(a1), reduce(a2), reduce(a3))
-        for c in full..<cols {
-            for k in 0..<4 { s[k].addProduct(w[c], x[k * ldx + c]) }
-        }
-        return s
+        ar.storeBytes(of: a0, as: SIMD16<Float>.self)
+        ar.storeBytes(of: a1, toByteOffset: 64, as: SIMD16<Float>.self)
+        ar.storeBytes(of: a2, toByteOffset: 128, as: SIMD16<Float>.self)
+        ar.storeBytes(of: a3, toByteOffset: 192, as: SIMD16<Float>.self)
     }
 
-    /// `dotTokens4` for one token.
+    /// `accumulate4` for one token.
     @inline(__always)
-    private static func dotTokens1(_ w: UnsafePointer<Float>, cols: Int, x: UnsafePointer<Float>) -> Float {
-        let full = cols - cols % block, wr = UnsafeRawPointer(w), xr = UnsafeRawPointer(x)
-        var a = SIMD16<Float>()
-        var o = 0
-        while o < full * 4 {
+    private static func accumulate1(_ w: UnsafePointer<Float>, _ k: Range<Int>, x: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>) {
+        let wr = UnsafeRawPointer(w), xr = UnsafeRawPointer(x), ar = UnsafeMutableRawPointer(acc)
+        var a = ar.loadUnaligned(as: SIMD16<Float>.self)
+        var o = k.lowerBound * 4
+        while o < k.upperBound * 4 {
             a.addProduct(wr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self), xr.loadUnaligned(fromByteOffset: o, as: SIMD16<Float>.self))
             o += 64
         }
-        var s = reduce(a)
-        for c in full..<cols { s.addProduct(w[c], x[c]) }
-        return s
+        ar.storeBytes(of: a, as: SIMD16<Float>.self)
     }
 }
 

@@ -139,8 +139,8 @@ extension Linear {
                 size += j.tokens * j.weight.cols
             }
         }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(size, 1)) { buffer in
-            let base = buffer.baseAddress!
+        do {
+            let base = ThreadScratch.current.activations.floats(max(size, 1))
             for (i, j) in jobs.enumerated() {
                 guard let at = ordered[i], let perLane = ExactRows.laneOrder(j.weight),
                       !jobs[..<i].indices.contains(where: { ordered[$0] == at }) else { continue }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A reusable f32 buffer that grows to the largest size asked of it, so the per-token
 /// path allocates nothing once warmed up. Each component owns its own buffers.
 public final class Scratch: @unchecked Sendable {
@@ -19,5 +21,27 @@ public final class Scratch: @unchecked Sendable {
             storage = .allocate(capacity: capacity)
         }
         return storage
+    }
+}
+
+/// Buffers the matrix kernels reuse on each thread: products run hundreds of times per
+/// step, and a fresh megabyte-sized allocation each time costs page faults and zeroing
+/// (a tenth of prefill time when measured).
+final class ThreadScratch {
+    /// The prepared activations of a product (`Linear.applyMany`, on the calling thread).
+    let activations = Scratch()
+    /// Rows decoded to f32, their accumulators between column slices, and activations
+    /// scaled for an FP8 row tile (inside a part).
+    let decoded = Scratch(), partial = Scratch(), scaled = Scratch()
+
+    private static let key = "conclave.ThreadScratch"
+
+    /// This thread's buffers.
+    static var current: ThreadScratch {
+        let dictionary = Thread.current.threadDictionary
+        if let found = dictionary[key] as? ThreadScratch { return found }
+        let made = ThreadScratch()
+        dictionary[key] = made
+        return made
     }
 }

@@ -1,0 +1,57 @@
+import Kernels
+import Testing
+
+/// `Linear.apply` computes each output element in one order, whatever the call: these
+/// compare bits of every token's row against the same token multiplied alone.
+@Suite struct ExactRowsTests {
+    enum Format: String, CaseIterable, CustomTestStringConvertible {
+        case f32, bf16, fp8
+        var testDescription: String { rawValue }
+    }
+
+    static func matrix(_ format: Format, rows: Int, cols: Int) -> WeightMatrix {
+        switch format {
+        case .f32:
+            return .f32(rows: rows, cols: cols, values: (0..<rows * cols).map { Float(($0 &* 40503) % 211 - 105) / 97 })
+        case .bf16: return LinearTests.matrices(rows: rows, cols: cols, seed: 5).bf16
+        case .fp8: return FP8Tests.matrix(rows: rows, cols: cols, block: (rows: 16, cols: 48), seed: 2).matrix
+        }
+    }
+
+    /// Token counts that take every path: one token, four per decoded block, the rest one
+    /// by one, and decoded rows shared over column slices; columns that leave a ragged tail
+    /// and span several slices.
+    @Test(arguments: Format.allCases)
+    func tokenCountDoesNotChangeBits(_ format: Format) {
+        let rows = 37, cols = 1000, ldx = cols + 3
+        let w = Self.matrix(format, rows: rows, cols: cols)
+        let x = (0..<40 * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
+        var alone = [[UInt32]]()
+        for t in 0..<40 {
+            var y = [Float](repeating: 0, count: rows)
+            x.withUnsafeBufferPointer { Linear.apply(w, $0.baseAddress! + t * ldx, &y, tokens: 1) }
+            alone.append(y.map(\.bitPattern))
+        }
+        for tokens in [2, 3, 5, 16, 17, 40] {
+            var y = [Float](repeating: 0, count: tokens * rows)
+            Linear.apply(w, x, &y, tokens: tokens, ldx: ldx)
+            for t in 0..<tokens {
+                #expect(y[t * rows ..< (t + 1) * rows].map(\.bitPattern) == alone[t], "\(format): token \(t) of \(tokens)")
+            }
+        }
+    }
+
+    /// The calling thread alone and the pool split rows differently: the same bits.
+    @Test(arguments: Format.allCases)
+    func threadsDoNotChangeBits(_ format: Format) {
+        let rows = 203, cols = 320
+        let w = Self.matrix(format, rows: rows, cols: cols)
+        let x = (0..<24 * cols).map { Float(($0 * 6151) % 89 - 44) / 29 }
+        for tokens in [1, 8, 24] {
+            var pooled = [Float](repeating: 0, count: tokens * rows), single = pooled
+            Linear.apply(w, x, &pooled, tokens: tokens)
+            Linear.apply(w, x, &single, tokens: tokens, pool: nil)
+            #expect(pooled.map(\.bitPattern) == single.map(\.bitPattern), "\(format), \(tokens) tokens")
+        }
+    }
+}
