@@ -55,6 +55,8 @@ let package = Package(
         .target(name: "Sampling", swiftSettings: fast),
         .target(name: "Presets", dependencies: ["Checkpoint", "Kernels", "Sampling", "Tokenizer"]),
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
+        // Where the gates send tokens, over a run: recorded load files and balancedness.
+        .target(name: "ExpertLoad"),
         .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer",
                                                 .product(name: "Crypto", package: "swift-crypto")]),
 
@@ -75,7 +77,7 @@ let package = Package(
         .target(name: "ServeBenchmark", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
-            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner",
+            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner", "ExpertLoad",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -95,6 +97,7 @@ let package = Package(
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint"]),
+        .testTarget(name: "ExpertLoadTests", dependencies: ["ExpertLoad"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
             "ServeBenchmark", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -31,10 +31,13 @@ public final class ClusterSession {
     public let router: RouterRank
     /// One row per rank: what it holds (for `--profile-out`).
     public let ranks: [Hello]
+    /// The fingerprint of the model every rank loaded (`ModelFingerprint`).
+    public let modelFingerprint: String
 
-    init(router: RouterRank, ranks: [Hello]) {
+    init(router: RouterRank, ranks: [Hello], modelFingerprint: String) {
         self.router = router
         self.ranks = ranks
+        self.modelFingerprint = modelFingerprint
     }
 
     /// Shuts every rank down (after the all-to-all baseline) and returns the profile.
@@ -161,7 +164,7 @@ public enum ClusterLauncher {
 
         switch try part.get().part {
         case .router(let r, _):
-            return ClusterSession(router: r, ranks: hellos)
+            return ClusterSession(router: r, ranks: hellos, modelFingerprint: String(verdicts[router].dropFirst("model ".count)))
         case .attention(let model, _):
             try AttentionRank(world: world, router: router, model: model).run()
         case .expert(let layers, _):
@@ -200,6 +203,16 @@ extension RankRole {
         case .attention: self = .attention
         case .expert: self = .expert
         }
+    }
+}
+
+/// Which model a directory holds, as ranks compare it at start-up and as recorded expert
+/// load names it: FNV-1a over config.json and the weight index, or for a node's shard
+/// (`conclave shard`) the fingerprint of the model it was cut from.
+public enum ModelFingerprint {
+    /// `host` labels errors reading a shard's manifest.
+    public static func of(_ directory: URL, host: String = MPIRuntime.processorName) throws -> String {
+        try ShardManifest.read(in: directory, host: host)?.sourceFingerprint ?? modelFingerprint(directory)
     }
 }
 

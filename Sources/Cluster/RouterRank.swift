@@ -21,7 +21,7 @@ enum Tag {
 /// rank its tokens, and collects the sampled tokens. It is the `StepExecutor` the
 /// `Generator` drives, so requests, stop conditions and streaming are the same code as
 /// in one process.
-public final class RouterRank: StepExecutor, ReportsMoELayers {
+public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad {
     let world: Communicator
     let plane: ExpertDataPlane
     let layout: ClusterLayout
@@ -63,6 +63,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
     public var cachePools: Int { layout.attentionRanks.count }
 
     private var activity = RankActivity()
+    private var tokensRun = 0
 
     /// Whether a step is under way: the other ranks are then mid-step, and only aborting
     /// the job (not a clean shutdown) can stop them.
@@ -72,7 +73,10 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
         isInStep = true
         let output = try step(plan)
         isInStep = false
-        if plan.tokenCount > 0 { activity.steps += 1 }
+        if plan.tokenCount > 0 {
+            activity.steps += 1
+            tokensRun += plan.tokenCount
+        }
         return output
     }
 
@@ -162,6 +166,11 @@ public final class RouterRank: StepExecutor, ReportsMoELayers {
             profile.addBytes(from: world.rank, to: a, n * d * 4)
             at += n
         }
+    }
+
+    /// The gates' counts over the run: the profile's tokens per expert.
+    public var expertLoad: ExpertLoadCounts {
+        ExpertLoadCounts(steps: activity.steps, tokens: tokensRun, tokensPerExpert: profile.layers.mapValues(\.tokensPerExpert))
     }
 
     public func takeMoELayerSamples() -> [MoELayerSample] {

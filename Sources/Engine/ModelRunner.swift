@@ -24,10 +24,11 @@ public enum ExecutionError: Error, CustomStringConvertible {
 /// and sampler, batches all work into one forward pass and samples the next tokens.
 /// A single process runs whole plans; a cluster's attention rank runs its share, with
 /// `remote` carrying the routed experts.
-public final class ModelRunner: StepExecutor {
+public final class ModelRunner: StepExecutor, CountsExpertLoad {
     public let model: DeepseekModel
     public private(set) weak var remote: RemoteExperts?
     private var sequences: [UInt64: (cache: LatentCache, sampler: Sampler)] = [:]
+    private var steps = 0, tokensRun = 0
 
     public init(model: DeepseekModel, remote: RemoteExperts? = nil) {
         self.model = model
@@ -66,6 +67,8 @@ public final class ModelRunner: StepExecutor {
         var output = StepOutput()
         guard !tokens.isEmpty else { return output }
         let logits = try model.forward(tokens: tokens, batch: AttentionBatch(slices: slices), logitRows: rows, remote: remote)
+        steps += 1
+        tokensRun += tokens.count
         var row = 0
         let vocab = vocabSize
         try logits.withUnsafeBufferPointer { all in
@@ -86,5 +89,17 @@ public final class ModelRunner: StepExecutor {
             }
         }
         return output
+    }
+}
+
+extension ModelRunner {
+    /// The gates' counts when they run here (one process); a cluster's attention rank has
+    /// no gate and counts nothing per layer.
+    public var expertLoad: ExpertLoadCounts {
+        var counts = ExpertLoadCounts(steps: steps, tokens: tokensRun)
+        for layer in model.layers {
+            if case .moe(let moe) = layer.mlp, case .local = moe.routed { counts.tokensPerExpert[layer.index] = moe.tokensPerExpert }
+        }
+        return counts
     }
 }

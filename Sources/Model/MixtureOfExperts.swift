@@ -27,6 +27,9 @@ public final class MixtureOfExperts: @unchecked Sendable {
     public let routed: Routed
     public let sharedExperts: FeedForward?
     public private(set) var routing: RoutingTable
+    /// Tokens the local gate routed to each expert id since the model was loaded (one per
+    /// (token, chosen expert)); empty when the routed experts are remote.
+    public private(set) var tokensPerExpert: [Int]
     private let shared = Scratch(), slots = Scratch()
     let hidden: Int
 
@@ -43,6 +46,7 @@ public final class MixtureOfExperts: @unchecked Sendable {
                               hidden: c.hiddenSize, intermediate: c.moeIntermediateSize * c.nSharedExperts)
             : nil
         routing = RoutingTable(topK: c.numExpertsPerTok)
+        tokensPerExpert = localRouted ? Array(repeating: 0, count: c.nRoutedExperts) : []
     }
 
     public var weightBytes: Int {
@@ -62,6 +66,7 @@ public final class MixtureOfExperts: @unchecked Sendable {
         case .local(let gate, let experts):
             gate.route(x, tokens: tokens, into: &routing)
             let topK = routing.topK, outputs = slots.floats(tokens * topK * hidden)
+            for e in routing.experts[..<(tokens * topK)] { tokensPerExpert[Int(e)] += 1 }
             let sharedWork = sharedExperts.map { [FeedForward.Work($0, x: x, tokens: tokens, out: s)] } ?? []
             experts.run(x, table: RoutingAssignments(experts: Array(routing.experts[..<(tokens * topK)]), topK: topK),
                         into: outputs, alongside: sharedWork)

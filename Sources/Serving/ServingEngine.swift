@@ -124,7 +124,9 @@ public final class ServingEngine: @unchecked Sendable {
     /// Runs the engine loop on the calling thread until `drain` has finished: takes new
     /// requests, cancellations and steps the generator. Step errors end every request
     /// with the error and are rethrown (the executor is then in an unknown state).
-    public func run(_ generator: Generator) throws {
+    /// `afterStep` runs on this thread after every step (periodic work such as rewriting a
+    /// recorded expert load).
+    public func run(_ generator: Generator, afterStep: () -> Void = {}) throws {
         if let reporter = generator.executor as? ReportsMoELayers { reporter.collectsLayerSamples = true }
         condition.withLock {
             validate = { try generator.admissible($0) }
@@ -179,6 +181,7 @@ public final class ServingEngine: @unchecked Sendable {
             metrics.record(load: stats)
             metrics.record(step: generator.lastStep)
             if let reporter = generator.executor as? ReportsMoELayers { metrics.record(layers: reporter.takeMoELayerSamples()) }
+            afterStep()
         }
     }
 

@@ -38,6 +38,7 @@ struct Generate: ParsableCommand {
     var json = false
 
     @OptionGroup var cluster: ClusterArguments
+    @OptionGroup var expertLoad: ExpertLoadOption
 
     func validate() throws {
         let sources = [prompt != nil, tokens != nil, promptsFile != nil].filter { $0 }.count
@@ -49,6 +50,9 @@ struct Generate: ParsableCommand {
 
         numerics.apply()
         try Executor.run(model: model.url, cluster: cluster) { executor in
+            let recorder = try expertLoad.recordExpertLoad.flatMap {
+                try ExpertLoadRecorder(file: URL(fileURLWithPath: $0), model: model.url, executor: executor)
+            }
             // Token-id prompts run without a tokenizer (some checkpoints ship none).
             let tokenizer = tokens != nil && !FileManager.default.fileExists(atPath: model.url.appendingPathComponent("tokenizer.json").path)
                 ? nil : try Tokenizer(directory: model.url)
@@ -75,6 +79,7 @@ struct Generate: ParsableCommand {
                         s.prefillTokens, s.prefillSeconds, Double(s.prefillTokens) / max(s.prefillSeconds, 1e-9),
                         s.decodeTokens, s.decodeSeconds, Double(s.decodeTokens) / max(s.decodeSeconds, 1e-9))
             log.info("\(line)")
+            try recorder?.write()
         }
     }
 

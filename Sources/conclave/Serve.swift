@@ -51,6 +51,10 @@ struct Serve: ParsableCommand {
     var drainSeconds = 30.0
 
     @OptionGroup var cluster: ClusterArguments
+    @OptionGroup var expertLoad: ExpertLoadOption
+
+    @Option(name: .customLong("record-expert-load-every"), help: "With --record-expert-load: also rewrite the file after a step when this many seconds passed since the last write (it is always written at shutdown, after the drain).")
+    var recordExpertLoadEvery = 60.0
 
     func validate() throws {
         guard maxNumSeqs >= 1 else { throw ValidationError("--max-num-seqs must be ≥ 1") }
@@ -61,6 +65,7 @@ struct Serve: ParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be in 0...65535") }
         if let maxModelLen, maxModelLen < 2 { throw ValidationError("--max-model-len must be ≥ 2") }
         if let cachePositions, cachePositions < 2 { throw ValidationError("--cache-positions must be ≥ 2") }
+        guard recordExpertLoadEvery > 0 else { throw ValidationError("--record-expert-load-every must be > 0") }
     }
 
     func run() throws {
@@ -74,12 +79,19 @@ struct Serve: ParsableCommand {
                 let server = frontEnd.server!
                 let generator = Generator(executor: executor.stepExecutor, tokenizer: server.model.tokenizer,
                                           limits: server.engine.options.limits)
+                let recorder = try expertLoad.recordExpertLoad.flatMap {
+                    try ExpertLoadRecorder(file: URL(fileURLWithPath: $0), model: model.url, executor: executor)
+                }
                 do {
-                    try server.engine.run(generator)
+                    try server.engine.run(generator) {
+                        do { try recorder?.writeIfDue(every: recordExpertLoadEvery) } catch { log.error("\(error)") }
+                    }
                 } catch {
                     frontEnd.stop()
                     throw error
                 }
+                // The engine has drained: the final record covers every request served.
+                try recorder?.write()
             }
         } catch {
             frontEnd.stop()

@@ -79,6 +79,42 @@ struct GracefulShutdown {
         }
     }
 
+    /// `--record-expert-load`: after a drain the file covers every token the server ran — per
+    /// MoE layer, (prompt + completion − 1) × top-k routed tokens — and names the model.
+    @Test func drainWritesTheRecordedExpertLoad() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("serve-load-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("load.json")
+        try await TinyServer.run(options: ["--drain-seconds", "5", "--record-expert-load", file.path]) { server, model in
+            let api = TinyServer.connection(server, model)
+            try await api.waitUntilReady()
+            let reply = try await api.post(.completions, api.request(.completions, prompt: "Hello there", [
+                "max_tokens": 5, "ignore_eos": true, "temperature": 0,
+            ]))
+            try #require(reply.status == 200, "\(reply)")
+            let prompt = try #require(reply.json?["usage"]?["prompt_tokens"]?.int)
+            let completion = try #require(reply.json?["usage"]?["completion_tokens"]?.int)
+            #expect(completion == 5)
+            #expect(server.send(SIGTERM))
+            let result = await server.finish(within: Self.exitBound)
+            #expect(result.termination == .exited(0) && !result.timedOut, "\(result.report)")
+
+            let record = try #require(JSON.parse(try Data(contentsOf: file)), "\(file.path) is not JSON")
+            #expect(record["format"]?.string == "conclave-expert-load/1")
+            #expect(record["model_fingerprint"]?.string?.isEmpty == false)
+            #expect(record["window"]?["tokens"]?.int == prompt + completion - 1, "\(record)")
+            guard case .array(let layers) = record["layers"] else { Issue.record("no layers in \(record)"); return }
+            // The tiny preset: layer 0 dense, layers 1-3 MoE with top-4 of 16 experts.
+            #expect(layers.compactMap { $0["layer"]?.int } == [1, 2, 3])
+            for layer in layers {
+                guard case .array(let counts) = layer["tokens_per_expert"] else { Issue.record("no counts in \(layer)"); continue }
+                #expect(counts.count == 16)
+                #expect(counts.compactMap(\.int).reduce(0, +) == (prompt + completion - 1) * 4, "\(layer)")
+            }
+        }
+    }
+
     /// Polls GET /health until it answers anything but 200 (503, or no answer at all).
     static func healthStopsAnswering200(_ api: OpenAIConnection, seconds: Double) async -> Bool {
         let end = Date().addingTimeInterval(seconds)

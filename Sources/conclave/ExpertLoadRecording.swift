@@ -1,0 +1,66 @@
+import ArgumentParser
+import Checkpoint
+import Cluster
+import Engine
+import ExpertLoad
+import Foundation
+
+/// `--record-expert-load FILE` on `generate` and `serve`.
+struct ExpertLoadOption: ParsableArguments {
+    @Option(name: .customLong("record-expert-load"),
+            help: "Write the tokens routed to each expert of every MoE layer over this run as JSON (the model's fingerprint, the time window and steps, per layer the counts by expert id), the input of plan-placement. In one process the local gates count; under mpirun, the router (rank 0) writes it.")
+    var recordExpertLoad: String?
+}
+
+/// Records what the executor's gates routed, from when it is made to each `write`.
+final class ExpertLoadRecorder {
+    let file: URL
+    let model: URL
+    let config: ModelConfig
+    let fingerprint: String
+    let source: CountsExpertLoad
+    let start = Date()
+    private(set) var lastWrite = Date()
+
+    /// Nil when the executor counts nothing (it never should: both executors run the gates or the router).
+    init?(file: URL, model: URL, executor: Executor) throws {
+        guard let source = executor.stepExecutor as? CountsExpertLoad else { return nil }
+        self.file = file
+        self.model = model
+        self.source = source
+        config = try ModelConfig(contentsOf: model.appendingPathComponent(Checkpoint.configFile))
+        fingerprint = switch executor {
+        case .local: try ModelFingerprint.of(model)
+        case .cluster(let session): session.modelFingerprint
+        }
+    }
+
+    /// The counts so far, every MoE layer included (zeros before any step reached it).
+    var record: ExpertLoadRecord {
+        let counts = source.expertLoad
+        let layers = (0..<config.numHiddenLayers).filter(config.isMoELayer).map { l in
+            ExpertLoadRecord.Layer(layer: l, tokensPerExpert: counts.tokensPerExpert[l] ?? Array(repeating: 0, count: config.nRoutedExperts))
+        }
+        return ExpertLoadRecord(modelFingerprint: fingerprint, model: model.path, routedExperts: config.nRoutedExperts,
+                                expertsPerToken: config.numExpertsPerTok, groups: max(config.nGroup, 1),
+                                groupsPerToken: max(config.topkGroup, 1),
+                                window: .init(start: start, end: Date(), steps: counts.steps, tokens: counts.tokens), layers: layers)
+    }
+
+    /// Writes (or rewrites) the file with the counts so far.
+    func write() throws {
+        let record = record
+        do {
+            try record.write(to: file)
+        } catch {
+            throw ValidationError("cannot write --record-expert-load \(file.path): \((error as NSError).localizedDescription)")
+        }
+        lastWrite = Date()
+        log.info("recorded expert load of \(record.window.steps) steps (\(record.window.tokens) tokens) to \(file.path)")
+    }
+
+    /// Rewrites the file when `seconds` have passed since the last write (a server's periodic record).
+    func writeIfDue(every seconds: Double) throws {
+        if Date().timeIntervalSince(lastWrite) >= seconds { try write() }
+    }
+}
