@@ -57,12 +57,12 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
         // Where the gates send tokens, over a run: recorded load files and balancedness.
         .target(name: "ExpertLoad"),
-        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer",
+        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer", "ExpertLoad",
                                                 .product(name: "Crypto", package: "swift-crypto")]),
 
         // Serving: OpenAI's schema at the edge, the engine loop behind a queue, HTTP in front.
         .target(name: "OpenAIAPI"),
-        .target(name: "Serving", dependencies: ["Engine", "Sampling", "Tokenizer", .product(name: "Metrics", package: "swift-metrics"),
+        .target(name: "Serving", dependencies: ["Engine", "Sampling", "Tokenizer", "ExpertLoad", .product(name: "Metrics", package: "swift-metrics"),
                                                 .product(name: "Logging", package: "swift-log")]),
         .target(name: "HTTPServer", dependencies: [
             "OpenAIAPI", "Serving", "Engine", "Sampling", "Tokenizer",
@@ -94,7 +94,8 @@ let package = Package(
         .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane", "TestSupport"]),
         .testTarget(name: "TestbedTests", dependencies: ["TestSupport"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
-        .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer",
+                                                     .product(name: "MetricsTestKit", package: "swift-metrics")]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint"]),
         .testTarget(name: "ExpertLoadTests", dependencies: ["ExpertLoad"]),

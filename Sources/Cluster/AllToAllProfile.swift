@@ -1,4 +1,5 @@
 import ControlPlane
+import ExpertLoad
 import Foundation
 
 /// What the all-to-all cost, per MoE layer, over a run: collected on the router, printed
@@ -94,7 +95,7 @@ public final class AllToAllProfile {
             let loads = l.rowsPerRank.sorted { $0.key < $1.key }
             let m = mean(loads.map { Double($0.value) })
             out += "  rows per expert rank: " + loads.map { "r\($0.key):\($0.value)" }.joined(separator: " ")
-            out += "  (imbalance max/mean \((m > 0 ? Double(loads.map(\.value).max() ?? 0) / m : 0).formatted(2)))\n"
+            out += "  (balancedness mean/max \(l.balancedness.formatted(3)), imbalance max/mean \((m > 0 ? Double(loads.map(\.value).max() ?? 0) / m : 0).formatted(2)))\n"
         }
         if let b = baseline, let totals = totals {
             out += "# dispatch+combine per MoE layer \((totals * 1e6).formatted(1)) us vs raw MPI_Alltoallv of the same bytes "
@@ -137,7 +138,7 @@ public final class AllToAllProfile {
                     "combine_bytes_per_step": mean(l.combineBytes.map(Double.init)), "tokens_per_step": mean(l.tokens.map(Double.init)),
                     "tokens_per_expert": l.tokensPerExpert,
                     "rows_per_expert_rank": Dictionary(uniqueKeysWithValues: l.rowsPerRank.map { (String($0.key), $0.value) }),
-                    "load_imbalance": mean(loads) > 0 ? (loads.max() ?? 0) / mean(loads) : 0]
+                    "load_imbalance": mean(loads) > 0 ? (loads.max() ?? 0) / mean(loads) : 0, "balancedness": l.balancedness]
         }
         out["rank_activity"] = activity.map { s, role -> [String: Any] in
             ["rank": s.rank, "role": role, "steps": s.steps, "prefill_tokens": s.prefillTokens, "decode_tokens": s.decodeTokens,
@@ -152,6 +153,10 @@ public final class AllToAllProfile {
 }
 
 extension AllToAllProfile.Layer {
+    /// Mean rows per expert rank ÷ the most any expert rank received, over the run (1 = even):
+    /// the balancedness SGLang and vLLM report.
+    public var balancedness: Double { Balancedness.of(rowsPerRank.values) }
+
     mutating func dropOldestSamples(keeping n: Int) {
         let drop = tokens.count - n
         guard drop > 0 else { return }

@@ -1,5 +1,6 @@
 import CoreMetrics
 import Engine
+import ExpertLoad
 
 /// The engine's metrics through swift-metrics: whichever backend the factory is (the
 /// server uses Prometheus). Names follow Prometheus conventions and vLLM's where they
@@ -16,7 +17,7 @@ public final class ServingMetrics: @unchecked Sendable {
     private var finishedByReason: [FinishReason: Counter] = [:]
     private var cacheUsed: [Meter] = [], cacheFree: [Meter] = []
     private var layers: [Int: LayerWindow] = [:]
-    private var layerGauges: [Int: (dispatch: Meter, combine: Meter, imbalance: Meter)] = [:]
+    private var layerGauges: [Int: (dispatch: Meter, combine: Meter, imbalance: Meter, balancedness: Meter)] = [:]
 
     public init(factory: MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
@@ -66,7 +67,8 @@ public final class ServingMetrics: @unchecked Sendable {
     }
 
     /// Per MoE layer, over the last `layerWindow` steps: mean dispatch and combine seconds,
-    /// and the expert-rank load imbalance (max rows ÷ mean rows, 1 = even).
+    /// the expert-rank load imbalance (max rows ÷ mean rows, 1 = even) and its inverse as
+    /// SGLang and vLLM report it, the balancedness (mean rows ÷ max rows, 1 = even).
     func record(layers samples: [MoELayerSample]) {
         for sample in samples {
             layers[sample.layer, default: LayerWindow()].add(sample)
@@ -74,7 +76,8 @@ public final class ServingMetrics: @unchecked Sendable {
                 let layer = [("layer", String(sample.layer))]
                 layerGauges[sample.layer] = (Meter(label: "conclave_moe_dispatch_seconds", dimensions: layer, factory: factory),
                                              Meter(label: "conclave_moe_combine_seconds", dimensions: layer, factory: factory),
-                                             Meter(label: "conclave_moe_expert_load_imbalance", dimensions: layer, factory: factory))
+                                             Meter(label: "conclave_moe_expert_load_imbalance", dimensions: layer, factory: factory),
+                                             Meter(label: "conclave_moe_expert_balancedness", dimensions: layer, factory: factory))
             }
         }
         for layer in Set(samples.map(\.layer)) {
@@ -82,6 +85,7 @@ public final class ServingMetrics: @unchecked Sendable {
             gauges.dispatch.set(window.meanDispatch)
             gauges.combine.set(window.meanCombine)
             gauges.imbalance.set(window.imbalance)
+            gauges.balancedness.set(window.balancedness)
         }
     }
 }
@@ -99,14 +103,24 @@ struct LayerWindow {
     var meanDispatch: Double { samples.reduce(0) { $0 + $1.dispatchSeconds } / Double(max(samples.count, 1)) }
     var meanCombine: Double { samples.reduce(0) { $0 + $1.combineSeconds } / Double(max(samples.count, 1)) }
 
-    /// Rows per expert rank summed over the window: max ÷ mean.
-    var imbalance: Double {
-        guard let ranks = samples.first?.rowsPerExpertRank.count, ranks > 0 else { return 1 }
+    /// Rows per expert rank summed over the window.
+    var rows: [Int] {
+        guard let ranks = samples.first?.rowsPerExpertRank.count, ranks > 0 else { return [] }
         var rows = [Int](repeating: 0, count: ranks)
         for s in samples where s.rowsPerExpertRank.count == ranks {
             for (r, n) in s.rowsPerExpertRank.enumerated() { rows[r] += n }
         }
-        let mean = Double(rows.reduce(0, +)) / Double(ranks)
+        return rows
+    }
+
+    /// Rows per expert rank summed over the window: max ÷ mean.
+    var imbalance: Double {
+        let rows = rows
+        guard !rows.isEmpty else { return 1 }
+        let mean = Double(rows.reduce(0, +)) / Double(rows.count)
         return mean > 0 ? Double(rows.max()!) / mean : 1
     }
+
+    /// Rows per expert rank summed over the window: mean ÷ max.
+    var balancedness: Double { Balancedness.of(rows) }
 }

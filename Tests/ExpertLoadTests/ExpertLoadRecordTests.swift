@@ -76,3 +76,19 @@ import Testing
         }
     }
 }
+
+@Suite struct BalancednessTests {
+    @Test func meanOverMax() {
+        // 4 ranks with rows 10, 20, 30, 40: mean 25, max 40.
+        #expect(Balancedness.of([10, 20, 30, 40]) == 0.625)
+        #expect(Balancedness.of([7, 7, 7]) == 1)
+        // One of four ranks takes everything: 1/4.
+        #expect(Balancedness.of([0, 0, 12, 0]) == 0.25)
+        #expect(Balancedness.of([1.5, 0.5]) == 2.0 / 3)
+    }
+
+    @Test func nothingToBalanceIsEven() {
+        #expect(Balancedness.of([Int]()) == 1)
+        #expect(Balancedness.of([0, 0, 0]) == 1)
+    }
+}
