@@ -12,17 +12,25 @@ public enum SyntheticCheckpoint {
 
     /// `weights` .f32 stores the same values as .bf16 (bf16-rounded, widened), so the two
     /// checkpoints describe one model and differ only in how the engine computes with them.
-    public static func write(preset: ModelPreset, to directory: URL, seed: UInt64, weights: DType = .bf16) throws {
+    /// `including` picks a subset of the tensors (tests that need only the gates); each keeps
+    /// the values it has in the whole checkpoint.
+    public static func write(preset: ModelPreset, to directory: URL, seed: UInt64, weights: DType = .bf16,
+                             including: (String) -> Bool = { _ in true }) throws {
         precondition(weights == .bf16 || weights == .f32, "synthetic checkpoints are bf16 or f32")
         let config = preset.config
         try config.validate(source: "preset \(preset.rawValue)")
+        let skew = preset.routingSkew
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try config.jsonData().write(to: directory.appendingPathComponent("config.json"))
         let writer = SafetensorsWriter()
-        for (index, tensor) in tensors(for: config, weights: weights).enumerated() {
+        for (index, tensor) in tensors(for: config, weights: weights).enumerated() where including(tensor.name) {
             let stream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index)
+            // A skewed preset adds its hot set to the gate's correction bias; every other value is the base preset's.
+            let offsets = skew.flatMap { skew in
+                Self.correctionBiasLayer(tensor.name).map { skew.biasOffsets(layer: $0, experts: config.nRoutedExperts, seed: seed) }
+            }
             try writer.add(tensor.name, dtype: tensor.dtype, shape: tensor.shape) { buffer in
-                tensor.values.fill(buffer, dtype: tensor.dtype, bf16Exact: tensor.bf16Exact, seed: stream)
+                tensor.values.fill(buffer, dtype: tensor.dtype, bf16Exact: tensor.bf16Exact, seed: stream, offsets: offsets)
             }
         }
         try writer.writeCheckpoint(to: directory, maxShardBytes: maxShardBytes)
@@ -46,7 +54,8 @@ public enum SyntheticCheckpoint {
         /// One plus noise: norm weights that are not all equal.
         case nearOne(std: Float)
 
-        func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, bf16Exact: Bool, seed: UInt64) {
+        /// `offsets`, when given, are added value by value to what is drawn.
+        func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, bf16Exact: Bool, seed: UInt64, offsets: [Float]? = nil) {
             var rng = RandomSource(seed: seed)
             let count = buffer.count / dtype.byteSize
             let (base, spread): (Float, Float) = switch self {
@@ -56,13 +65,21 @@ public enum SyntheticCheckpoint {
             }
             for i in 0..<count {
                 // Uniform in [-1, 1) from the top 24 bits.
-                let v = base + spread * (Float(rng.next() >> 40) * (2 / Float(1 << 24)) - 1)
+                var v = base + spread * (Float(rng.next() >> 40) * (2 / Float(1 << 24)) - 1)
+                if let offsets { v += offsets[i] }
                 switch dtype {
                 case .bf16: buffer.storeBytes(of: BF16.fromFloat(v), toByteOffset: i * 2, as: UInt16.self)
                 default: buffer.storeBytes(of: bf16Exact ? BF16.toFloat(BF16.fromFloat(v)) : v, toByteOffset: i * 4, as: Float.self)
                 }
             }
         }
+    }
+
+    /// The layer of a gate's `e_score_correction_bias`, or nil for any other tensor.
+    static func correctionBiasLayer(_ name: String) -> Int? {
+        let prefix = "model.layers.", suffix = ".mlp.gate.e_score_correction_bias"
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
+        return Int(name.dropFirst(prefix.count).dropLast(suffix.count))
     }
 
     /// Every tensor of a DeepSeek checkpoint for `config`, named as the published ones.

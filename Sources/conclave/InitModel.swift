@@ -9,7 +9,7 @@ struct InitModel: ParsableCommand {
         commandName: "init-model",
         abstract: "Write a deterministic synthetic checkpoint in the real Hugging Face layout (bf16 or f32 safetensors, config, tokenizer).")
 
-    @Option(help: "Which model: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")). tiny is the demo's default; bench-mid is the benchmark model.")
+    @Option(help: "Which model: \(ModelPreset.allCases.map(\.rawValue).joined(separator: ", ")). tiny is the demo's default; bench-mid is the benchmark model; bench-mid-skewed is bench-mid with skewed routing (a Zipf-like correction bias over a different hot set of experts in each MoE layer: the 8 hottest of 64 take about half the tokens), for expert-balance work.")
     var preset: ModelPreset
 
     @Option(help: "Directory to write the model into (created if missing).")
