@@ -71,10 +71,12 @@ public enum ClusterLauncher {
         let verdict = Result { () throws -> (ModelConfig, ClusterLayout, ShardManifest?) in
             let config = try ModelConfig(contentsOf: options.model.appendingPathComponent(Checkpoint.configFile))
             let layout = if let file = options.layoutFile {
-                try ClusterLayout.load(file, worldSize: world.size, routedExperts: config.nRoutedExperts)
+                try ClusterLayout.load(file, worldSize: world.size, routedExperts: config.nRoutedExperts,
+                                       moeLayers: (0..<config.numHiddenLayers).filter(config.isMoELayer))
             } else {
                 try ClusterLayout.derived(worldSize: world.size, routedExperts: config.nRoutedExperts, attentionRanks: options.attentionRanks)
             }
+            if layout.isReplicatedOrPerLayer { throw LayoutError.replicasNotServed(source: options.layoutFile?.path ?? "layout") }
             return (config, layout, try ShardManifest.read(in: options.model, host: host))
         }
         // Ranks usually agree (same files); when one cannot read its copy, or its copy of the

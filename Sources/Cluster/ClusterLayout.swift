@@ -3,11 +3,13 @@ import Foundation
 /// Which rank plays which role, and which routed experts each expert rank holds.
 ///
 /// Rank roles: one ROUTER (gating, all-to-all dispatch and combine), ATTENTION ranks (MLA,
-/// dense layers, shared experts, LM head; data-parallel over sequences) and EXPERT ranks (a
-/// shard of the routed experts of every MoE layer: the same expert ids in every layer).
+/// dense layers, shared experts, LM head; data-parallel over sequences) and EXPERT ranks
+/// (routed experts). An expert may be held by several expert ranks (its replicas), and a
+/// MoE layer may place experts its own way (`layers`), as EPLB plans them; layers without a
+/// placement of their own use the default one (`expertsByRank`).
 /// A layout is validated completely when it is made, before any weight loads: every value
 /// of this type places each rank `0..<worldSize` exactly once, the router on rank 0, and
-/// each routed expert on exactly one expert rank.
+/// each routed expert of every MoE layer on at least one expert rank.
 public struct ClusterLayout: Sendable, Equatable {
     public enum Role: String, Sendable { case router, attention, expert }
 
@@ -17,24 +19,33 @@ public struct ClusterLayout: Sendable, Equatable {
     public let attentionRanks: [Int]
     /// Ascending.
     public let expertRanks: [Int]
-    /// Expert rank → the routed expert ids it holds (ascending), the same ids in every MoE layer.
+    /// The default placement: expert rank → the routed expert ids it holds (ascending) in every
+    /// MoE layer without a placement of its own.
     public let expertsByRank: [Int: [Int]]
+    /// MoE layer → its own placement (expert rank → ids, ascending; a rank it leaves out holds
+    /// nothing in that layer). Empty for a layout that places every layer alike.
+    public let layers: [Int: [Int: [Int]]]
     /// The model's routed experts (`n_routed_experts`): ids `0..<routedExperts`.
     public let routedExperts: Int
-    /// Expert id → the rank holding it.
-    private let holder: [Int]
+    /// The model's MoE layers when the layout was checked against them (nil: unknown).
+    public let moeLayers: [Int]?
+    /// Expert id → the ranks holding it (ascending), in the default placement and per layer.
+    private let defaultReplicas: [[Int]]
+    private let layerReplicas: [Int: [[Int]]]
 
     /// Validates a placement. `routedExperts` is the model's `n_routed_experts`; nil takes
     /// it as one more than the largest expert id placed (every id below must still be held).
+    /// `layers` are per-MoE-layer placements; `moeLayers`, when given, are the model's MoE
+    /// layers, which `layers` keys must be.
     public init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]],
-                routedExperts: Int? = nil) throws(LayoutError) {
+                layers: [Int: [Int: [Int]]] = [:], routedExperts: Int? = nil, moeLayers: [Int]? = nil) throws(LayoutError) {
         try self.init(worldSize: worldSize, router: router, attentionRanks: attentionRanks,
-                      expertsByRank: expertsByRank, routedExperts: routedExperts, source: "layout")
+                      expertsByRank: expertsByRank, layers: layers, routedExperts: routedExperts, moeLayers: moeLayers, source: "layout")
     }
 
     /// `source` names where the placement came from (a file, or the default layout) in errors.
-    init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]],
-         routedExperts: Int?, source: String) throws(LayoutError) {
+    init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]], layers: [Int: [Int: [Int]]] = [:],
+         routedExperts: Int?, moeLayers: [Int]? = nil, source: String) throws(LayoutError) {
         guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
         guard !attentionRanks.isEmpty else { throw .noAttentionRank(source: source) }
         guard !expertsByRank.isEmpty else { throw .noExpertRank(source: source) }
@@ -58,36 +69,56 @@ public struct ClusterLayout: Sendable, Equatable {
         // Rank 0 owns the requests: it is the router.
         guard router == 0 else { throw .routerNotRankZero(router, source: source) }
 
-        // Every routed expert on exactly one expert rank.
+        // Every routed expert on at least one expert rank, in the default placement and in each layer's.
         let expertRanks = expertsByRank.keys.sorted()
-        for rank in expertRanks where expertsByRank[rank]!.isEmpty {
-            throw .expertRankEmpty(rank: rank, source: source)
-        }
-        let largest = expertsByRank.values.joined().max() ?? -1
+        let largest = (expertsByRank.values.joined() + layers.values.flatMap { $0.values.joined() }).max() ?? -1
         let count = routedExperts ?? (largest + 1)
         guard count > 0 else { throw .noRoutedExperts(source: source) }
-        var holder = [Int](repeating: -1, count: count)
-        for rank in expertRanks {
-            for expert in expertsByRank[rank]!.sorted() {
-                guard expert >= 0 && expert < count else {
-                    throw .expertOutOfRange(expert: expert, rank: rank, routedExperts: count, source: source)
-                }
-                guard holder[expert] < 0 else {
-                    throw .expertHeldTwice(expert: expert, ranks: [holder[expert], rank], source: source)
-                }
-                holder[expert] = rank
+        let defaultReplicas = try Self.replicas(expertsByRank, routedExperts: count, layer: nil, source: source)
+        var layerReplicas: [Int: [[Int]]] = [:]
+        for layer in layers.keys.sorted() {
+            if let moeLayers, !moeLayers.contains(layer) {
+                throw .layerNotMoE(layer: layer, moeLayers: moeLayers, source: source)
             }
+            for rank in layers[layer]!.keys.sorted() where expertsByRank[rank] == nil {
+                throw .layerRankNotExpert(layer: layer, rank: rank, role: roles[rank]?.first, expertRanks: expertRanks, source: source)
+            }
+            layerReplicas[layer] = try Self.replicas(layers[layer]!, routedExperts: count, layer: layer, source: source)
         }
-        let unheld = holder.indices.filter { holder[$0] < 0 }
-        guard unheld.isEmpty else { throw .expertsUnheld(unheld, routedExperts: count, source: source) }
 
         self.worldSize = worldSize
         self.router = router
         self.attentionRanks = attentionRanks.sorted()
         self.expertRanks = expertRanks
         self.expertsByRank = expertsByRank.mapValues { $0.sorted() }
+        self.layers = layers.mapValues { $0.mapValues { $0.sorted() } }
         self.routedExperts = count
-        self.holder = holder
+        self.moeLayers = moeLayers?.sorted()
+        self.defaultReplicas = defaultReplicas
+        self.layerReplicas = layerReplicas
+    }
+
+    /// Expert id → the ranks of `placement` holding it, ascending; every expert held, no rank empty,
+    /// no id out of range or listed twice for one rank. `layer` nil is the default placement.
+    private static func replicas(_ placement: [Int: [Int]], routedExperts count: Int, layer: Int?,
+                                 source: String) throws(LayoutError) -> [[Int]] {
+        var replicas = [[Int]](repeating: [], count: count)
+        for rank in placement.keys.sorted() {
+            let ids = placement[rank]!
+            guard !ids.isEmpty else { throw .expertRankEmpty(rank: rank, source: source, layer: layer) }
+            for expert in ids.sorted() {
+                guard expert >= 0 && expert < count else {
+                    throw .expertOutOfRange(expert: expert, rank: rank, routedExperts: count, source: source, layer: layer)
+                }
+                guard replicas[expert].last != rank else {
+                    throw .expertListedTwice(expert: expert, rank: rank, source: source, layer: layer)
+                }
+                replicas[expert].append(rank)
+            }
+        }
+        let unheld = replicas.indices.filter { replicas[$0].isEmpty }
+        guard unheld.isEmpty else { throw .expertsUnheld(unheld, routedExperts: count, source: source, layer: layer) }
+        return replicas
     }
 
     public func role(of rank: Int) -> Role {
@@ -96,15 +127,50 @@ public struct ClusterLayout: Sendable, Equatable {
         return expertsByRank[rank] == nil ? .attention : .expert
     }
 
-    /// The expert rank holding routed expert `expert` (in every MoE layer).
-    public func expertRank(holding expert: Int) -> Int {
-        precondition(expert >= 0 && expert < routedExperts, "expert \(expert) is outside 0..<\(routedExperts)")
-        return holder[expert]
+    /// Whether an expert is held by more than one rank, or a layer places experts its own way:
+    /// what a layout written before replicas and per-layer placements could not say.
+    public var isReplicatedOrPerLayer: Bool {
+        !layers.isEmpty || defaultReplicas.contains { $0.count > 1 }
     }
 
-    /// The routed expert ids `rank` holds, ascending; [] for a router or attention rank.
+    /// The expert rank holding routed expert `expert` in the default placement (every MoE layer
+    /// of a layout without per-layer placements); the lowest such rank when it has replicas.
+    /// `replicas(of:layer:)` answers for a given layer.
+    public func expertRank(holding expert: Int) -> Int {
+        precondition(expert >= 0 && expert < routedExperts, "expert \(expert) is outside 0..<\(routedExperts)")
+        return defaultReplicas[expert][0]
+    }
+
+    /// The expert ranks holding routed expert `expert` in MoE layer `layer` (its replicas), ascending.
+    public func replicas(of expert: Int, layer: Int) -> [Int] {
+        precondition(expert >= 0 && expert < routedExperts, "expert \(expert) is outside 0..<\(routedExperts)")
+        return (layerReplicas[layer] ?? defaultReplicas)[expert]
+    }
+
+    /// Per expert id, the expert ranks holding it in MoE layer `layer`, ascending.
+    public func replicas(layer: Int) -> [[Int]] {
+        layerReplicas[layer] ?? defaultReplicas
+    }
+
+    /// Expert rank → the routed expert ids it holds in MoE layer `layer`, ascending.
+    public func placement(layer: Int) -> [Int: [Int]] {
+        layers[layer] ?? expertsByRank
+    }
+
+    /// The routed expert ids `rank` holds in MoE layer `layer`, ascending; [] for a router or attention rank.
+    public func experts(heldBy rank: Int, layer: Int) -> [Int] {
+        placement(layer: layer)[rank] ?? []
+    }
+
+    /// The routed expert ids `rank` holds in at least one MoE layer, ascending; [] for a router
+    /// or attention rank. For a layout that places every layer alike, the ids it holds in each.
+    /// When the model's MoE layers are unknown, the default placement counts as one of them.
     public func experts(heldBy rank: Int) -> [Int] {
-        expertsByRank[rank] ?? []
+        guard !layers.isEmpty else { return expertsByRank[rank] ?? [] }
+        let usesDefault = moeLayers.map { $0.contains { layers[$0] == nil } } ?? true
+        var held = Set(usesDefault ? expertsByRank[rank] ?? [] : [])
+        for placement in layers.values { held.formUnion(placement[rank] ?? []) }
+        return held.sorted()
     }
 }
 
@@ -148,12 +214,14 @@ extension ClusterLayout {
 extension ClusterLayout {
     /// A JSON layout file (configs/layouts/*.json; the format is in configs/layouts/README.md),
     /// validated against the job's `-np` and the model's `n_routed_experts`.
-    public static func load(_ url: URL, worldSize: Int, routedExperts: Int) throws(LayoutError) -> ClusterLayout {
+    /// `moeLayers`, the model's MoE layers, are what per-layer placements may name (nil: not checked).
+    public static func load(_ url: URL, worldSize: Int, routedExperts: Int, moeLayers: [Int]? = nil) throws(LayoutError) -> ClusterLayout {
         let source = url.path
         guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
         let file = try LayoutFile(url)
         return try ClusterLayout(worldSize: worldSize, router: file.router, attentionRanks: file.attention,
-                                 expertsByRank: file.experts, routedExperts: routedExperts, source: source)
+                                 expertsByRank: file.experts, layers: file.layers, routedExperts: routedExperts,
+                                 moeLayers: moeLayers, source: source)
     }
 
     /// The `-np` a layout file is written for: the number of ranks it places (they must be
@@ -169,8 +237,9 @@ struct LayoutFile {
     var router: Int
     var attention: [Int]
     var experts: [Int: [Int]]
+    var layers: [Int: [Int: [Int]]]
 
-    static let keys: Set<String> = ["router", "attention", "experts", "description"]
+    static let keys: Set<String> = ["router", "attention", "experts", "layers", "description"]
 
     init(_ url: URL) throws(LayoutError) {
         let source = url.path
@@ -195,25 +264,49 @@ struct LayoutFile {
         guard let attentionValue = top["attention"] else { throw .missingKey("attention", source: source) }
         let attention = try Self.ids(attentionValue, field: "attention", source: source)
         guard let expertsValue = top["experts"] else { throw .missingKey("experts", source: source) }
-        guard case .object(let expertObject) = expertsValue else {
-            throw .wrongType(field: "experts", expected: "an object of rank → expert ids", found: expertsValue.kind, source: source)
-        }
-        var experts: [Int: [Int]] = [:]
-        var keyOfRank: [Int: String] = [:]
-        for (key, value) in expertObject.sorted(by: { $0.key < $1.key }) {
-            guard let rank = Int(key.trimmingCharacters(in: .whitespaces)), rank >= 0 else {
-                throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "keys are rank numbers like \"2\"", source: source)
+        let experts = try Self.placement(expertsValue, field: "experts", source: source)
+        var layers: [Int: [Int: [Int]]] = [:]
+        if let layersValue = top["layers"] {
+            guard case .object(let layerObject) = layersValue else {
+                throw .wrongType(field: "layers", expected: "an object of MoE layer → placement", found: layersValue.kind, source: source)
             }
-            let ids = try Self.ids(value, field: "experts.\"\(key)\"", source: source)
-            if let earlier = keyOfRank[rank] {
-                throw .invalidEntry(field: "experts", entry: "\"\(key)\"", reason: "rank \(rank) is already listed as \"\(earlier)\"", source: source)
+            var keyOfLayer: [Int: String] = [:]
+            for (key, value) in layerObject.sorted(by: { $0.key < $1.key }) {
+                guard let layer = Int(key.trimmingCharacters(in: .whitespaces)), layer >= 0 else {
+                    throw .invalidEntry(field: "layers", entry: "\"\(key)\"", reason: "keys are MoE layer numbers like \"3\"", source: source)
+                }
+                if let earlier = keyOfLayer[layer] {
+                    throw .invalidEntry(field: "layers", entry: "\"\(key)\"", reason: "layer \(layer) is already listed as \"\(earlier)\"", source: source)
+                }
+                layers[layer] = try Self.placement(value, field: "layers.\"\(key)\"", source: source)
+                keyOfLayer[layer] = key
             }
-            experts[rank] = ids
-            keyOfRank[rank] = key
         }
         self.router = router
         self.attention = attention
         self.experts = experts
+        self.layers = layers
+    }
+
+    /// An object of expert rank (a string key) → expert ids, at `field`.
+    static func placement(_ value: JSONValue, field: String, source: String) throws(LayoutError) -> [Int: [Int]] {
+        guard case .object(let object) = value else {
+            throw .wrongType(field: field, expected: "an object of rank → expert ids", found: value.kind, source: source)
+        }
+        var placement: [Int: [Int]] = [:]
+        var keyOfRank: [Int: String] = [:]
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+            guard let rank = Int(key.trimmingCharacters(in: .whitespaces)), rank >= 0 else {
+                throw .invalidEntry(field: field, entry: "\"\(key)\"", reason: "keys are rank numbers like \"2\"", source: source)
+            }
+            let ids = try Self.ids(value, field: "\(field).\"\(key)\"", source: source)
+            if let earlier = keyOfRank[rank] {
+                throw .invalidEntry(field: field, entry: "\"\(key)\"", reason: "rank \(rank) is already listed as \"\(earlier)\"", source: source)
+            }
+            placement[rank] = ids
+            keyOfRank[rank] = key
+        }
+        return placement
     }
 
     /// A list of non-negative ids: a number, a string of ids and inclusive ranges ("0-7,12"),
@@ -352,7 +445,30 @@ extension ClusterLayout {
                           Self.bytes(directories.values.reduce(0, +))])
         }
         return Self.columns(rows, rightAligned: [true, false, false, false, true])
+            + (placementTable.map { "\n\n" + $0 } ?? "")
             + (hosts.isEmpty ? "" : "\n\n" + Self.columns(nodes, rightAligned: [false, false, true, true]))
+    }
+
+    /// For a layout with replicas or per-layer placements, the experts each expert rank holds
+    /// per MoE layer, layers placed alike on one row (`1-3,5`); nil otherwise. When the model's
+    /// MoE layers are unknown, the default placement's row is `other`.
+    var placementTable: String? {
+        guard isReplicatedOrPerLayer else { return nil }
+        var groups: [(layers: [Int], placement: [Int: [Int]])] = []
+        if let moeLayers {
+            for l in moeLayers {
+                let p = placement(layer: l)
+                if let i = groups.firstIndex(where: { $0.placement == p }) { groups[i].layers.append(l) } else { groups.append(([l], p)) }
+            }
+        } else {
+            groups = [([], expertsByRank)] + layers.sorted { $0.key < $1.key }.map { ([$0.key], $0.value) }
+        }
+        var rows = [["MoE layers"] + expertRanks.map { "rank \($0)" }]
+        for group in groups {
+            rows.append([group.layers.isEmpty ? "other" : Self.ranges(group.layers)]
+                        + expertRanks.map { group.placement[$0].map { Self.ranges($0) } ?? "-" })
+        }
+        return Self.columns(rows, rightAligned: Array(repeating: false, count: expertRanks.count + 1))
     }
 
     /// Rows padded into columns two spaces apart; numbers right-aligned, words left-aligned.
@@ -397,6 +513,13 @@ extension ClusterLayout {
     }
 }
 
+extension LayoutError {
+    /// "MoE layer 3: " for an error in a layer's own placement, "" in the default one.
+    fileprivate static func inLayer(_ layer: Int?) -> String {
+        layer.map { "MoE layer \($0): " } ?? ""
+    }
+}
+
 extension String {
     fileprivate var trimmingTrailingSpaces: String {
         var text = self
@@ -434,18 +557,25 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
     case noExpertRank(source: String)
     /// The model has no routed experts to place.
     case noRoutedExperts(source: String)
-    /// An expert rank with an empty expert list.
-    case expertRankEmpty(rank: Int, source: String)
+    /// An expert rank with an empty expert list (in the default placement, or in `layer`'s).
+    case expertRankEmpty(rank: Int, source: String, layer: Int? = nil)
     /// An expert id not below the model's `n_routed_experts`.
-    case expertOutOfRange(expert: Int, rank: Int, routedExperts: Int, source: String)
-    /// An expert placed on two ranks (`ranks` names both).
-    case expertHeldTwice(expert: Int, ranks: [Int], source: String)
+    case expertOutOfRange(expert: Int, rank: Int, routedExperts: Int, source: String, layer: Int? = nil)
+    /// An expert listed twice for one rank (a replica belongs on another rank).
+    case expertListedTwice(expert: Int, rank: Int, source: String, layer: Int? = nil)
     /// Experts no rank holds.
-    case expertsUnheld([Int], routedExperts: Int, source: String)
+    case expertsUnheld([Int], routedExperts: Int, source: String, layer: Int? = nil)
+    /// A per-layer placement for a layer that is not a MoE layer of the model.
+    case layerNotMoE(layer: Int, moeLayers: [Int], source: String)
+    /// A per-layer placement names a rank that is not an expert rank (`role` is its role, nil
+    /// when the layout places it nowhere).
+    case layerRankNotExpert(layer: Int, rank: Int, role: ClusterLayout.Role?, expertRanks: [Int], source: String)
     /// `--attention-ranks` leaves no router, attention or expert rank in the default layout.
     case attentionCount(Int, worldSize: Int)
     /// The default layout would have more expert ranks than there are routed experts.
     case tooManyExpertRanks(Int, routedExperts: Int, attention: Int, worldSize: Int)
+    /// Replicas or per-layer placements before the router dispatches them.
+    case replicasNotServed(source: String)
 
     public var description: String {
         switch self {
@@ -461,7 +591,7 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(source): required key \"\(key)\" is missing; a layout has \"router\", \"attention\" and \"experts\""
         case .unknownKeys(let keys, let source):
             let list = keys.map { "\"\($0)\"" }.joined(separator: ", ")
-            return "\(source): unknown key\(keys.count == 1 ? "" : "s") \(list); a layout has only \"router\", \"attention\", \"experts\" and \"description\""
+            return "\(source): unknown key\(keys.count == 1 ? "" : "s") \(list); a layout has only \"router\", \"attention\", \"experts\", \"layers\" and \"description\""
         case .invalidEntry(let field, let entry, let reason, let source):
             return "\(source): \(field) entry \(entry) is invalid: \(reason)"
         case .rankMismatch(let missing, let duplicated, let outOfRange, let n, let fits, let source):
@@ -489,20 +619,29 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
             return "\(source): no expert rank; give \"experts\" at least one rank and its expert ids"
         case .noRoutedExperts(let source):
             return "\(source): the model has no routed experts (n_routed_experts = 0); a dense model runs without mpirun"
-        case .expertRankEmpty(let rank, let source):
+        case .expertRankEmpty(let rank, let source, nil):
             return "\(source): expert rank \(rank) holds no experts; give it expert ids, or remove it and lower -np"
-        case .expertOutOfRange(let expert, let rank, let count, let source):
-            return "\(source): rank \(rank) holds expert \(expert), but the model's experts are \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count))"
-        case .expertHeldTwice(let expert, let ranks, let source) where ranks[0] == ranks[1]:
-            return "\(source): expert \(expert) is listed twice for rank \(ranks[0]); list each expert once"
-        case .expertHeldTwice(let expert, let ranks, let source):
-            return "\(source): expert \(expert) is held by both rank \(ranks[0]) and rank \(ranks[1]); each expert lives on exactly one expert rank"
-        case .expertsUnheld(let experts, let count, let source):
+        case .expertRankEmpty(let rank, let source, let layer?):
+            return "\(source): MoE layer \(layer): expert rank \(rank) is given no experts; give it expert ids in layers.\"\(layer)\", or leave it out of that layer"
+        case .expertOutOfRange(let expert, let rank, let count, let source, let layer):
+            return "\(source): \(Self.inLayer(layer))rank \(rank) holds expert \(expert), but the model's experts are \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count))"
+        case .expertListedTwice(let expert, let rank, let source, let layer):
+            return "\(source): \(Self.inLayer(layer))expert \(expert) is listed twice for rank \(rank); list it once (a replica goes on another rank)"
+        case .expertsUnheld(let experts, let count, let source, let layer):
             let which = experts.count == 1 ? "expert \(experts[0]) is" : "experts \(ClusterLayout.ranges(experts)) are"
-            return "\(source): \(which) held by no rank; every expert \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count)) must be on one expert rank"
+            let place = layer.map { " in layers.\"\($0)\"" } ?? ""
+            return "\(source): \(Self.inLayer(layer))\(which) held by no rank; every expert \(ClusterLayout.ranges(Array(0..<count))) (n_routed_experts = \(count)) must be on at least one expert rank\(place)"
+        case .layerNotMoE(let layer, let moeLayers, let source):
+            let which = moeLayers.isEmpty ? "the model has none" : "the model's are \(ClusterLayout.ranges(moeLayers))"
+            return "\(source): layers.\"\(layer)\" places experts for layer \(layer), which is not a MoE layer; \(which)"
+        case .layerRankNotExpert(let layer, let rank, let role, let expertRanks, let source):
+            let what = role.map { "the \($0.rawValue) rank" } ?? "not a rank of this layout"
+            return "\(source): MoE layer \(layer): rank \(rank) is given experts, but it is \(what); a layer places experts on the expert ranks (\(ClusterLayout.ranges(expertRanks))) named in \"experts\""
         case .attentionCount(let attention, let n):
             let allowed = n - 2 == 1 ? "1" : "1 to \(n - 2)"
             return "default layout: --attention-ranks \(attention) does not fit -np \(n); beside the router and at least one expert rank that leaves \(allowed) attention rank\(n - 2 == 1 ? "" : "s")"
+        case .replicasNotServed(let source):
+            return "\(source): holds replicas or per-layer placements, which this build's router does not dispatch yet"
         case .tooManyExpertRanks(let experts, let count, let attention, let n):
             return "default layout: -np \(n) with \(attention) attention rank\(attention == 1 ? "" : "s") leaves \(experts) expert ranks for \(count) routed experts (n_routed_experts); use -np \(1 + attention + count) or fewer, --attention-ranks \(n - 1 - count) or more, or a --layout file"
         }

@@ -40,9 +40,9 @@ public struct ShardPlan: Sendable {
     }
 
     /// The layout for `hostfile`'s slots: from `layoutFile`, or the default one (with
-    /// `attentionRanks` attention ranks, or the default count).
+    /// `attentionRanks` attention ranks, or the default count). `moeLayers` are the model's.
     public static func layout(for hostfile: Hostfile, layoutFile: URL?, attentionRanks: Int?,
-                              routedExperts: Int) throws -> ClusterLayout {
+                              routedExperts: Int, moeLayers: [Int]? = nil) throws -> ClusterLayout {
         guard let layoutFile else {
             return try ClusterLayout.derived(worldSize: hostfile.totalSlots, routedExperts: routedExperts, attentionRanks: attentionRanks)
         }
@@ -50,7 +50,7 @@ public struct ShardPlan: Sendable {
         guard placed == hostfile.totalSlots else {
             throw ShardError.slotsMismatch(slots: hostfile.totalSlots, hostfile: hostfile.source, ranks: placed, layout: "layout \(layoutFile.path)")
         }
-        return try ClusterLayout.load(layoutFile, worldSize: placed, routedExperts: routedExperts)
+        return try ClusterLayout.load(layoutFile, worldSize: placed, routedExperts: routedExperts, moeLayers: moeLayers)
     }
 }
 

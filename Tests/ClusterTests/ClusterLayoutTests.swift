@@ -191,10 +191,8 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
         // Experts.
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-16"}}"#)
         expectMessage(error, contains: [file, "rank 3", "expert 16", "0-15", "n_routed_experts = 16"])
-        (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-8", "3": "8-15"}}"#)
-        #expect(error == .expertHeldTwice(expert: 8, ranks: [2, 3], source: file))
-        expectMessage(error, contains: [file, "expert 8", "rank 2", "rank 3"])
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7,7", "3": "8-15"}}"#)
+        #expect(error == .expertListedTwice(expert: 7, rank: 2, source: file))
         expectMessage(error, contains: [file, "expert 7 is listed twice for rank 2"])
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-11,13"}}"#)
         expectMessage(error, contains: [file, "experts 12,14-15 are held by no rank", "n_routed_experts = 16"])
@@ -203,7 +201,7 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
 
         // Syntax.
         (error, file) = try failure(#"{"router": 0, "atention": [1], "experts": {"2": "0-7", "3": "8-15"}, "extra": 1}"#)
-        expectMessage(error, contains: [file, "unknown keys \"atention\", \"extra\""])
+        expectMessage(error, contains: [file, "unknown keys \"atention\", \"extra\"", "\"layers\""])
         (error, file) = try failure(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-15"#)
         expectMessage(error, contains: [file, "not valid JSON"])
         (error, file) = try failure(#"[0, 1, 2]"#)
@@ -303,3 +301,111 @@ private func expectMessage(_ error: LayoutError?, contains words: [String],
         #expect(ClusterLayout.bytes(671 << 30) == "671.0 GiB")
     }
 }
+
+/// Replicas (an expert on several expert ranks) and per-MoE-layer placements (`layers`).
+@Suite struct ReplicatedAndPerLayerLayouts {
+    /// An expert on two ranks is two replicas; the existing API answers as before for the
+    /// unreplicated experts and with the lowest rank for the replicated ones.
+    @Test func replicasInTheDefaultPlacement() throws {
+        let url = try layoutFile(#"{"router": 0, "attention": [1], "experts": {"2": "0-9", "3": "6-15"}}"#)
+        let layout = try ClusterLayout.load(url, worldSize: 4, routedExperts: 16, moeLayers: [1, 2])
+        #expect(layout.isReplicatedOrPerLayer)
+        #expect(layout.experts(heldBy: 2) == Array(0...9) && layout.experts(heldBy: 3) == Array(6...15))
+        for layer in [1, 2] {
+            #expect(layout.replicas(of: 7, layer: layer) == [2, 3])
+            #expect(layout.replicas(of: 0, layer: layer) == [2] && layout.replicas(of: 15, layer: layer) == [3])
+            #expect(layout.replicas(layer: layer).map(\.count) == Array(repeating: 1, count: 6) + [2, 2, 2, 2] + Array(repeating: 1, count: 6))
+            #expect(layout.placement(layer: layer) == [2: Array(0...9), 3: Array(6...15)])
+        }
+        #expect(layout.expertRank(holding: 7) == 2 && layout.expertRank(holding: 12) == 3)
+    }
+
+    /// Unreplicated layouts keep their answers, and the per-layer API agrees with them.
+    @Test func unreplicatedLayoutsAnswerAsBefore() throws {
+        let layout = try ClusterLayout.derived(worldSize: 5, routedExperts: 16)
+        #expect(!layout.isReplicatedOrPerLayer)
+        for expert in 0..<16 { #expect(layout.replicas(of: expert, layer: 3) == [layout.expertRank(holding: expert)]) }
+        for rank in layout.expertRanks { #expect(layout.experts(heldBy: rank, layer: 1) == layout.experts(heldBy: rank)) }
+        #expect(layout.experts(heldBy: 1, layer: 1).isEmpty)
+    }
+
+    /// Each MoE layer may place experts its own way; layers without a placement use the
+    /// default one; a rank left out of a layer holds nothing there. What a rank holds overall
+    /// is what it holds in some MoE layer.
+    @Test func perLayerPlacements() throws {
+        let url = try layoutFile("""
+            {"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-15", "4": "0-15"},
+             "layers": {"1": {"2": "0-3,8", "3": "4-15"}, " 2 ": {"2": "0-15", "3": "0-3", "4": [4, 5, "6-15"]}}}
+            """)
+        let layout = try ClusterLayout.load(url, worldSize: 5, routedExperts: 16, moeLayers: [1, 2])
+        #expect(layout.isReplicatedOrPerLayer)
+        #expect(layout.layers.keys.sorted() == [1, 2])
+        #expect(layout.placement(layer: 1) == [2: [0, 1, 2, 3, 8], 3: Array(4...15)])
+        #expect(layout.experts(heldBy: 4, layer: 1).isEmpty)
+        #expect(layout.replicas(of: 8, layer: 1) == [2, 3] && layout.replicas(of: 9, layer: 1) == [3])
+        #expect(layout.replicas(of: 2, layer: 2) == [2, 3] && layout.replicas(of: 9, layer: 2) == [2, 4])
+        // Layer 3 is not placed on its own: the default placement.
+        #expect(layout.replicas(of: 9, layer: 3) == [3, 4])
+        // Both MoE layers have their own placement: the default one is not used.
+        #expect(layout.experts(heldBy: 2) == Array(0...15) && layout.experts(heldBy: 4) == Array(4...15))
+        let unknownLayers = try ClusterLayout.load(url, worldSize: 5, routedExperts: 16)
+        #expect(unknownLayers.experts(heldBy: 4) == Array(0...15), "unknown MoE layers: the default placement counts")
+        #expect(layout.expertRanks == [2, 3, 4] && layout.attentionRanks == [1])
+    }
+
+    /// Each mistake in a per-layer placement is one line naming the file, the layer, and the rank or experts.
+    @Test func perLayerValidationMessages() throws {
+        func failure(_ layers: String, sourceLocation: SourceLocation = #_sourceLocation) throws -> (LayoutError?, String) {
+            let url = try layoutFile(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-15"}, "layers": "# + layers + "}",
+                                     name: "bad-layers")
+            return (layoutError({ () throws(LayoutError) in try ClusterLayout.load(url, worldSize: 4, routedExperts: 16, moeLayers: [1, 2]) },
+                                sourceLocation: sourceLocation), url.path)
+        }
+        var (error, file) = try failure(#"{"0": {"2": "0-15"}}"#)
+        #expect(error == .layerNotMoE(layer: 0, moeLayers: [1, 2], source: file))
+        expectMessage(error, contains: [file, "layers.\"0\"", "layer 0, which is not a MoE layer", "1-2"])
+        (error, file) = try failure(#"{"2": {"2": "0-15", "1": "0-3"}}"#)
+        expectMessage(error, contains: [file, "MoE layer 2", "rank 1", "the attention rank", "(2-3)"])
+        (error, file) = try failure(#"{"2": {"2": "0-15", "7": "0-3"}}"#)
+        expectMessage(error, contains: [file, "MoE layer 2", "rank 7", "not a rank of this layout"])
+        (error, file) = try failure(#"{"1": {"2": "0-7", "3": "8-16"}}"#)
+        #expect(error == .expertOutOfRange(expert: 16, rank: 3, routedExperts: 16, source: file, layer: 1))
+        expectMessage(error, contains: [file, "MoE layer 1", "rank 3 holds expert 16", "n_routed_experts = 16"])
+        (error, file) = try failure(#"{"1": {"2": "0-7", "3": "8-15,9"}}"#)
+        expectMessage(error, contains: [file, "MoE layer 1", "expert 9 is listed twice for rank 3"])
+        (error, file) = try failure(#"{"1": {"2": "0-7"}, "2": {"2": "0-7", "3": "8-14"}}"#)
+        #expect(error == .expertsUnheld(Array(8...15), routedExperts: 16, source: file, layer: 1))
+        expectMessage(error, contains: [file, "MoE layer 1", "experts 8-15 are held by no rank", "layers.\"1\""])
+        (error, file) = try failure(#"{"2": {"2": "0-15", "3": []}}"#)
+        expectMessage(error, contains: [file, "MoE layer 2", "expert rank 3 is given no experts"])
+        (error, file) = try failure(#"{"x": {"2": "0-15"}}"#)
+        expectMessage(error, contains: [file, "layers entry \"x\"", "MoE layer numbers"])
+        (error, file) = try failure(#"{"1": {"2": "0-15"}, "01": {"3": "0-15"}}"#)
+        expectMessage(error, contains: [file, "layers entry \"1\"", "layer 1 is already listed as \"01\""])
+        (error, file) = try failure(#"[1, 2]"#)
+        expectMessage(error, contains: [file, "layers should be an object", "a list"])
+        (error, file) = try failure(#"{"1": "0-15"}"#)
+        expectMessage(error, contains: [file, "layers.\"1\" should be an object of rank → expert ids"])
+        (error, file) = try failure(#"{"1": {"2": "0-15", "3": "x"}}"#)
+        expectMessage(error, contains: [file, "layers.\"1\".\"3\"", "\"x\""])
+    }
+
+    /// The start-up table of a layout with replicas or per-layer placements lists the experts
+    /// each expert rank holds per MoE layer, layers placed alike on one row.
+    @Test func startUpTableShowsPlacementsPerLayer() throws {
+        let layout = try ClusterLayout(worldSize: 4, router: 0, attentionRanks: [1], expertsByRank: [2: Array(0...9), 3: Array(6...15)],
+                                       layers: [2: [2: [0, 1, 2, 3], 3: Array(4...15)]], routedExperts: 16, moeLayers: [1, 2, 3])
+        #expect(layout.table([:]) == """
+            rank  host  role       experts  weights
+               0  -     router     -              -
+               1  -     attention  -              -
+               2  -     expert     0-9            -
+               3  -     expert     4-15           -
+
+            MoE layers  rank 2  rank 3
+            1,3         0-9     6-15
+            2           0-3     4-15
+            """)
+    }
+}
+
