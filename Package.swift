@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport", "ControlPlane"]),
         // Launching the built `conclave` (alone, under mpirun, or as a server) from tests.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane", "TestSupport"]),
+        .testTarget(name: "ClusterTests", dependencies: ["Cluster", "Checkpoint", "ControlPlane", "Routing", "TestSupport"]),
         .testTarget(name: "TestbedTests", dependencies: ["TestSupport"]),
         .testTarget(name: "OpenAIAPITests", dependencies: ["OpenAIAPI"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer",

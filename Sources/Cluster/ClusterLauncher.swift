@@ -76,7 +76,6 @@ public enum ClusterLauncher {
             } else {
                 try ClusterLayout.derived(worldSize: world.size, routedExperts: config.nRoutedExperts, attentionRanks: options.attentionRanks)
             }
-            if layout.isReplicatedOrPerLayer { throw LayoutError.replicasNotServed(source: options.layoutFile?.path ?? "layout") }
             return (config, layout, try ShardManifest.read(in: options.model, host: host))
         }
         // Ranks usually agree (same files); when one cannot read its copy, or its copy of the
@@ -119,9 +118,9 @@ public enum ClusterLauncher {
             case .attention:
                 loaded = .attention(try DeepseekModel(checkpoint: checkpoint, localRouted: false), checkpoint)
             case .expert:
-                let held = layout.experts(heldBy: world.rank)
+                // Each layer's own experts: a replica is loaded where the layout puts it, nothing else.
                 let layers = try (0..<config.numHiddenLayers).filter(config.isMoELayer).map {
-                    try RoutedExperts(checkpoint: checkpoint, layer: $0, held: held)
+                    try RoutedExperts(checkpoint: checkpoint, layer: $0, held: layout.experts(heldBy: world.rank, layer: $0))
                 }
                 loaded = .expert(layers, checkpoint)
             }

@@ -574,8 +574,6 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
     case attentionCount(Int, worldSize: Int)
     /// The default layout would have more expert ranks than there are routed experts.
     case tooManyExpertRanks(Int, routedExperts: Int, attention: Int, worldSize: Int)
-    /// Replicas or per-layer placements before the router dispatches them.
-    case replicasNotServed(source: String)
 
     public var description: String {
         switch self {
@@ -640,8 +638,6 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
         case .attentionCount(let attention, let n):
             let allowed = n - 2 == 1 ? "1" : "1 to \(n - 2)"
             return "default layout: --attention-ranks \(attention) does not fit -np \(n); beside the router and at least one expert rank that leaves \(allowed) attention rank\(n - 2 == 1 ? "" : "s")"
-        case .replicasNotServed(let source):
-            return "\(source): holds replicas or per-layer placements, which this build's router does not dispatch yet"
         case .tooManyExpertRanks(let experts, let count, let attention, let n):
             return "default layout: -np \(n) with \(attention) attention rank\(attention == 1 ? "" : "s") leaves \(experts) expert ranks for \(count) routed experts (n_routed_experts); use -np \(1 + attention + count) or fewer, --attention-ranks \(n - 1 - count) or more, or a --layout file"
         }

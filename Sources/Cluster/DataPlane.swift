@@ -6,7 +6,8 @@ import Transport
 
 /// Where one MoE layer's tokens go: for every rank of the expert communicator, the tokens
 /// (router-side row indices) it receives, each once however many of its experts it runs,
-/// and the (token, slot) pairs whose expert outputs it returns.
+/// and the (token, slot) pairs whose expert outputs it returns. A slot whose expert has
+/// replicas on several ranks is answered by exactly one of them (`slotRank`).
 public struct DispatchLayout: Sendable {
     public let topK: Int
     /// Per expert-communicator rank, the token rows sent to it, ascending.
@@ -14,20 +15,40 @@ public struct DispatchLayout: Sendable {
     /// Per expert-communicator rank, the slots `t · topK + k` it answers, in the order it
     /// returns them: by token, then slot.
     public let slots: [[Int]]
+    /// Per slot `t · topK + k`, the expert-communicator rank that answers it.
+    public let slotRank: [Int]
 
     /// Computed from the gate's choices: token `t` goes to every rank holding one of its experts.
     public init(routing: RoutingTable, ranks: Int, owner: (Int) -> Int) {
+        self.init(routing: routing, ranks: ranks, replicas: { [owner($0)] })
+    }
+
+    /// Computed from the gate's choices and each expert's replicas (`replicas(e)`: the
+    /// expert-communicator ranks holding expert `e` in this layer). Slots go in order — token
+    /// by token, each token's slots in the gate's order — to the replica whose rank then has
+    /// the fewest rows (a rank already receiving the token for another of its experts takes
+    /// the slot without a new row), ties to the lowest rank: the replicas' rows even out, and
+    /// the same routing always gives the same split.
+    public init(routing: RoutingTable, ranks: Int, replicas: (Int) -> [Int]) {
         topK = routing.topK
         var tokens = [[Int]](repeating: [], count: ranks), slots = [[Int]](repeating: [], count: ranks)
+        var slotRank = [Int](repeating: -1, count: routing.tokens * routing.topK)
         for t in 0..<routing.tokens {
             for k in 0..<routing.topK {
-                let r = owner(Int(routing.experts[t * routing.topK + k]))
+                let holders = replicas(Int(routing.experts[t * routing.topK + k]))
+                var r = holders[0]
+                if holders.count > 1 {
+                    func rowsAfter(_ q: Int) -> Int { tokens[q].count + (tokens[q].last == t ? 0 : 1) }
+                    for q in holders.dropFirst() where rowsAfter(q) < rowsAfter(r) || (rowsAfter(q) == rowsAfter(r) && q < r) { r = q }
+                }
                 if tokens[r].last != t { tokens[r].append(t) }
                 slots[r].append(t * routing.topK + k)
+                slotRank[t * routing.topK + k] = r
             }
         }
         self.tokens = tokens
         self.slots = slots
+        self.slotRank = slotRank
     }
 
     public var rows: [Int] { tokens.map(\.count) }
@@ -60,8 +81,8 @@ public struct CombineResult {
 /// (`RoutedExperts.sum`): a per-rank partial sum would make the result depend on which
 /// rank holds which expert. Activations travel as raw MPI buffers.
 ///
-/// Row format router → expert: `hidden` activations, then `topK` expert ids (-1 for experts
-/// held elsewhere). Expert → router: `hidden` values per (row, held slot), by row then
+/// Row format router → expert: `hidden` activations, then `topK` expert ids (-1 for slots
+/// another rank answers: experts held elsewhere, or replicas the layout gave another rank). Expert → router: `hidden` values per (row, held slot), by row then
 /// slot, then two values: the expert rank's seconds waiting for its rows and running its
 /// FFNs, so the profile can tell transfer from compute without comparing clocks across
 /// ranks (on a crowded node the router itself may not be scheduled while experts compute).
@@ -88,8 +109,7 @@ public final class ExpertDataPlane {
 
     /// Sends each expert rank its rows of `x` (`[tokens × hidden]`) with their routing.
     /// The exchange stays in flight; `combine` completes it.
-    public func dispatch(_ x: UnsafePointer<Float>, routing: RoutingTable, layout: DispatchLayout,
-                         experts: (Int) -> Set<Int>) throws -> DispatchHandle {
+    public func dispatch(_ x: UnsafePointer<Float>, routing: RoutingTable, layout: DispatchLayout) throws -> DispatchHandle {
         let start = DispatchTime.now().uptimeNanoseconds
         var counts = layout.rows.map { Int32($0) }
         try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
@@ -97,12 +117,10 @@ public final class ExpertDataPlane {
         let send = outgoing.floats(total)
         var row = send
         for (rank, tokens) in layout.tokens.enumerated() where !tokens.isEmpty {
-            let held = experts(rank)
             for t in tokens {
                 row.update(from: x + t * hidden, count: hidden)
                 for k in 0..<topK {
-                    let e = Int(routing.experts[t * topK + k])
-                    row[hidden + k] = held.contains(e) ? Float(e) : -1
+                    row[hidden + k] = layout.slotRank[t * topK + k] == rank ? Float(routing.experts[t * topK + k]) : -1
                 }
                 row += width
             }

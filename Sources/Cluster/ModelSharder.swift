@@ -27,8 +27,8 @@ public struct ShardPlan: Sendable {
             var tensors: [String] = []
             var seen: Set<String> = []
             for rank in node.ranks {
-                let entry = ShardManifest.Rank(rank: rank, role: layout.role(of: rank), experts: layout.experts(heldBy: rank))
-                let needed = RankTensors(role: entry.role, experts: entry.experts, config: config, available: tensorNames)
+                let entry = ShardManifest.Rank(rank: rank, layout: layout, config: config)
+                let needed = RankTensors(role: entry.role, experts: entry.experts(layer:), config: config, available: tensorNames)
                 guard needed.missing.isEmpty else { throw .missingTensors(needed.missing, rank: entry) }
                 ranks.append(entry)
                 tensors += needed.names.filter { seen.insert($0).inserted }

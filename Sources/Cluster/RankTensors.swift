@@ -6,7 +6,8 @@ import Checkpoint
 /// - router: every MoE layer's gate (`mlp.gate.*`: the router weights, `e_score_correction_bias`);
 /// - attention: everything else that a decoder uses — embeddings, attention, norms, dense MLPs,
 ///   shared experts, LM head — as `DeepseekModel(checkpoint:localRouted: false)` loads it;
-/// - expert: its routed experts (`mlp.experts.<id>.*`) of every MoE layer.
+/// - expert: its routed experts (`mlp.experts.<id>.*`) of each MoE layer: the same ids in
+///   every layer, or each layer's own (a layout with per-layer placements).
 ///
 /// A weight's FP8 scales (`<name>_scale_inv`) go with it, and layers at or past
 /// `num_hidden_layers` (DeepSeek-V3's multi-token-prediction layer) belong to no rank: the
@@ -18,20 +19,25 @@ public struct RankTensors: Sendable, Equatable {
     /// correction biases under `noaux_tc`) for the router, expert projections for an expert rank.
     public let missing: [String]
 
-    /// `experts` are the routed expert ids an expert rank holds (ignored for other roles);
-    /// `available` is every tensor name on offer (a checkpoint's, or a shard manifest's).
+    /// `experts` are the routed expert ids an expert rank holds in every MoE layer (ignored for
+    /// other roles); `available` is every tensor name on offer (a checkpoint's, or a shard manifest's).
     public init(role: ClusterLayout.Role, experts: [Int], config: ModelConfig, available: some Collection<String>) {
-        let held = Set(experts)
+        self.init(role: role, experts: { _ in experts }, config: config, available: available)
+    }
+
+    /// `experts(layer)` are the routed expert ids an expert rank holds in MoE layer `layer`.
+    public init(role: ClusterLayout.Role, experts: (Int) -> [Int], config: ModelConfig, available: some Collection<String>) {
+        let moeLayers = (0..<config.numHiddenLayers).filter(config.isMoELayer)
+        let held = Dictionary(uniqueKeysWithValues: moeLayers.map { ($0, role == .expert ? Set(experts($0)) : []) })
         names = available.filter { name in
             switch Self.owner(of: name, config: config) {
             case .router: role == .router
             case .attention: role == .attention
-            case .expert(let id): role == .expert && held.contains(id)
+            case .expert(let layer, let id): role == .expert && held[layer]?.contains(id) == true
             case .none: false
             }
         }.sorted()
 
-        let moeLayers = (0..<config.numHiddenLayers).filter(config.isMoELayer)
         let required: [String] = switch role {
         case .router:
             moeLayers.flatMap { layer in
@@ -40,7 +46,7 @@ public struct RankTensors: Sendable, Equatable {
             }
         case .expert:
             moeLayers.flatMap { layer in
-                experts.sorted().flatMap { id in
+                held[layer]!.sorted().flatMap { id in
                     ["gate_proj", "up_proj", "down_proj"].map { "model.layers.\(layer).mlp.experts.\(id).\($0).weight" }
                 }
             }
@@ -54,7 +60,7 @@ public struct RankTensors: Sendable, Equatable {
     /// Which role loads tensor `name`; nil for a layer no rank runs.
     enum Owner: Equatable {
         case router, attention
-        case expert(Int)
+        case expert(layer: Int, id: Int)
     }
 
     static func owner(of name: String, config: ModelConfig) -> Owner? {
@@ -69,7 +75,7 @@ public struct RankTensors: Sendable, Equatable {
         let experts = "mlp.experts."
         if inLayer.hasPrefix(experts) {
             let id = inLayer.dropFirst(experts.count).prefix { $0 != "." }
-            if let id = Int(id) { return .expert(id) }
+            if let id = Int(id) { return .expert(layer: layer, id: id) }
         }
         return .attention
     }

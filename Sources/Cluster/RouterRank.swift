@@ -30,9 +30,8 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
     public let profile: AllToAllProfile
     /// World rank of each expert-communicator rank.
     let expertCommRanks: [Int]
-    /// The expert-communicator rank holding each routed expert, and the experts each holds.
-    let ownerOfExpert: [Int]
-    let heldByCommRank: [Set<Int>]
+    /// Per MoE layer, the expert-communicator ranks holding each routed expert (its replicas).
+    let replicas: [Int: [[Int]]]
     private var routing = RoutingTable(topK: 1)
     private let hidden = Scratch(), combined = Scratch(), slots = Scratch()
     /// Routing of `routingLayer` in the last step, in plan token order.
@@ -47,8 +46,11 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
         self.layout = layout
         self.expertCommRanks = expertCommRanks
         config = checkpoint.config
-        ownerOfExpert = (0..<config.nRoutedExperts).map { expertCommRanks.firstIndex(of: layout.expertRank(holding: $0))! }
-        heldByCommRank = expertCommRanks.map { Set(layout.experts(heldBy: $0)) }
+        var replicas: [Int: [[Int]]] = [:]
+        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) {
+            replicas[l] = layout.replicas(layer: l).map { $0.map { expertCommRanks.firstIndex(of: $0)! } }
+        }
+        self.replicas = replicas
         plane = ExpertDataPlane(comm: expertComm, router: expertCommRanks.firstIndex(of: layout.router)!,
                                 hidden: config.hiddenSize, topK: config.numExpertsPerTok)
         var gates: [Int: Gate] = [:]
@@ -137,8 +139,9 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
         }
         activity.busy { gates[l]!.route(x, tokens: total, into: &routing) }
         if l == routingLayer { lastRouting = planOrder(rows: rows, plan: plan) }
-        let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { self.ownerOfExpert[$0] }
-        let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout) { self.heldByCommRank[$0] }
+        let replicas = self.replicas[l]!
+        let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { replicas[$0] }
+        let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout)
         let outputs = slots.floats(total * routing.topK * d)
         let combine = try plane.combine(handle, into: outputs)
         routing.weights.withUnsafeBufferPointer {

@@ -18,9 +18,9 @@ extension ShardManifest {
         guard worldSize == layout.worldSize else {
             throw failure(manifestPath, .otherWorldSize(shard: worldSize, job: layout.worldSize))
         }
-        let wanted = Rank(rank: rank, role: layout.role(of: rank), experts: layout.experts(heldBy: rank))
+        let wanted = Rank(rank: rank, layout: layout, config: config)
         guard ranks.contains(wanted) else { throw failure(manifestPath, .otherRanks(held: ranks, wanted: wanted)) }
-        let needed = RankTensors(role: wanted.role, experts: wanted.experts, config: config, available: tensorNames)
+        let needed = RankTensors(role: wanted.role, experts: wanted.experts(layer:), config: config, available: tensorNames)
         guard needed.missing.isEmpty else { throw failure(manifestPath, .missingTensors(needed.missing, rank: wanted)) }
 
         let neededNames = Set(needed.names)

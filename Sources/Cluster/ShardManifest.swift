@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 
 /// `conclave-shard.json`: what `conclave shard` put in one node's model directory — the model it
@@ -11,18 +12,41 @@ public struct ShardManifest: Codable, Sendable, Equatable {
     public struct Rank: Codable, Sendable, Equatable {
         public var rank: Int
         public var role: ClusterLayout.Role
-        /// Routed expert ids (expert ranks only), ascending.
+        /// Routed expert ids (expert ranks only), ascending: those it holds in some MoE layer.
         public var experts: [Int]
+        /// For a layout with per-layer placements, MoE layer (a string key, as JSON has them) →
+        /// the ids the rank holds there; absent when every layer holds `experts`.
+        public var layers: [String: [Int]]?
 
-        public init(rank: Int, role: ClusterLayout.Role, experts: [Int]) {
+        public init(rank: Int, role: ClusterLayout.Role, experts: [Int], layers: [Int: [Int]]? = nil) {
             self.rank = rank
             self.role = role
             self.experts = experts
+            self.layers = layers.map { Dictionary(uniqueKeysWithValues: $0.map { (String($0.key), $0.value) }) }
         }
 
-        /// `rank 2 (expert 0-7)`.
+        /// Rank `rank` as `layout` places it; `config` gives the MoE layers of per-layer placements.
+        public init(rank: Int, layout: ClusterLayout, config: ModelConfig) {
+            let role = layout.role(of: rank)
+            let moeLayers = (0..<config.numHiddenLayers).filter(config.isMoELayer)
+            let perLayer = role == .expert && !layout.layers.isEmpty
+                ? Dictionary(uniqueKeysWithValues: moeLayers.map { ($0, layout.experts(heldBy: rank, layer: $0)) }) : nil
+            self.init(rank: rank, role: role, experts: perLayer.map { Array(Set($0.values.joined())).sorted() } ?? layout.experts(heldBy: rank),
+                      layers: perLayer)
+        }
+
+        /// The ids the rank holds in MoE layer `layer`.
+        public func experts(layer: Int) -> [Int] {
+            layers?[String(layer)] ?? experts
+        }
+
+        /// `rank 2 (expert 0-7)`; `rank 2 (expert 0-7, per layer 1: 0-3, 2: 4-7)` with per-layer placements.
         var text: String {
-            "rank \(rank) (\(role.rawValue)\(experts.isEmpty ? "" : " " + ClusterLayout.ranges(experts)))"
+            let perLayer = layers.map { layers in
+                ", per layer " + layers.keys.sorted { Int($0) ?? 0 < Int($1) ?? 0 }
+                    .map { "\($0): \(ClusterLayout.ranges(layers[$0]!))" }.joined(separator: ", ")
+            } ?? ""
+            return "rank \(rank) (\(role.rawValue)\(experts.isEmpty ? "" : " " + ClusterLayout.ranges(experts))\(perLayer))"
         }
     }
 

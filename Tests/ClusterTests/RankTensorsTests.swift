@@ -62,6 +62,22 @@ import Testing
         #expect(expert.missing.isEmpty)
     }
 
+    /// With per-layer placements an expert rank maps each layer's own experts and nothing more;
+    /// a layer where it holds nothing costs it nothing; what it lacks is named per layer.
+    @Test func expertRankLoadsEachLayersOwnExperts() {
+        let perLayer: [Int: [Int]] = [1: [0, 3], 2: []]
+        let expert = RankTensors(role: .expert, experts: { perLayer[$0]! }, config: Self.config, available: Self.all)
+        #expect(Set(expert.names) == Self.experts([0, 3], layers: [1]))
+        #expect(expert.missing.isEmpty)
+        let lacking = Self.all.subtracting(["model.layers.1.mlp.experts.3.up_proj.weight", "model.layers.2.mlp.experts.3.up_proj.weight"])
+        #expect(RankTensors(role: .expert, experts: { perLayer[$0]! }, config: Self.config, available: lacking).missing
+                == ["model.layers.1.mlp.experts.3.up_proj.weight"])
+        // Replicas: two ranks may both load an expert of a layer.
+        let a = RankTensors(role: .expert, experts: { [1: [0, 1], 2: [2, 3]][$0]! }, config: Self.config, available: Self.all)
+        let b = RankTensors(role: .expert, experts: { [1: [1, 2, 3], 2: [0, 1, 3]][$0]! }, config: Self.config, available: Self.all)
+        #expect(Set(a.names).intersection(b.names) == Self.experts([1], layers: [1]).union(Self.experts([3], layers: [2])))
+    }
+
     /// Every tensor of a decoder layer belongs to exactly one role; the MTP layer to none.
     @Test func rolesPartitionTheDecoder() {
         let parts = [RankTensors(role: .router, experts: [], config: Self.config, available: Self.all),

@@ -215,6 +215,42 @@ import Glibc
         #expect(row.hasSuffix(ClusterLayout.bytes(weights)), "node row \(row), expected \(ClusterLayout.bytes(weights)) on disk")
     }
 
+    /// A layout placing each MoE layer its own way (with replicas): each expert node's
+    /// directory holds exactly its rank's experts of each layer, its manifest says so per layer,
+    /// and the cluster from the shards computes one process's logits bit for bit.
+    @Test(.timeLimit(.minutes(2)))
+    func perLayerLayoutShardsHoldEachLayersExperts() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("conclave-shard-layers-\(getpid())-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: root) }
+        let layout = root.appendingPathComponent("layout.json")
+        try Data(#"{"router": 0, "attention": [1], "experts": {"2": "0-7", "3": "8-15"}, "layers": {"1": {"2": "0-9", "3": "6-15"}, "2": {"2": "8-15", "3": "0-7"}}}"#.utf8)
+            .write(to: layout)
+        let shards = try Self.shard(.fixture("v3-fp8"), options: ["--layout", layout.path])
+        defer { shards.remove() }
+        let source = try Checkpoint(directory: shards.model)
+        func experts(_ placement: [Int: ClosedRange<Int>]) -> Set<String> {
+            Set(source.tensorNames.filter { name in
+                placement.contains { layer, ids in ids.contains { name.hasPrefix("model.layers.\(layer).mlp.experts.\($0).") } }
+            })
+        }
+        for (node, rank, placement) in [("node-b", 2, [1: 0...9, 2: 8...15]), ("node-c", 3, [1: 6...15, 2: 0...7])] {
+            let directory = shards.node(node)
+            #expect(Set(try Checkpoint(directory: directory).tensorNames) == experts(placement), "\(node)")
+            let manifest = try Self.manifest(directory)
+            #expect(manifest.ranks.map(\.rank) == [rank])
+            #expect(manifest.ranks.first?.layers == ["1": Array(placement[1]!), "2": Array(placement[2]!)])
+            #expect(manifest.ranks.first?.experts == Array(0...15))
+        }
+        let command = ["logits", "--tokens", "0,5,6,7,1,3", "--routing-layer", "2"]
+        let single = try Conclave.local(command + ["--model", shards.model.path])
+        try #require(single.succeeded, "single-process run failed\n\(single.report)")
+        let cluster = try Self.run(command, models: Self.nodes.map { shards.node($0.name) }, options: ["--layout", layout.path])
+        try #require(cluster.succeeded, "cluster run from the shards failed\n\(cluster.report)")
+        let one = try ClusterRun.parseLogits(single), many = try ClusterRun.parseLogits(cluster)
+        #expect(one.logits == many.logits && one.routing == many.routing)
+    }
+
     // MARK: refusals
 
     /// node-b and node-c given each other's directories: non-zero exit within 10 s, nothing on
