@@ -73,7 +73,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Sizing a cluster before buying it: footprint, layout and a decode cost model.
-        .target(name: "Planner", dependencies: ["Checkpoint"]),
+        .target(name: "Planner", dependencies: ["Checkpoint", "ExpertLoad"]),
         .target(name: "ServeBenchmark", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
@@ -97,7 +97,7 @@ let package = Package(
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer",
                                                      .product(name: "MetricsTestKit", package: "swift-metrics")]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
-        .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint"]),
+        .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint", "ExpertLoad", "Cluster"]),
         .testTarget(name: "ExpertLoadTests", dependencies: ["ExpertLoad"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
             "ServeBenchmark", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),

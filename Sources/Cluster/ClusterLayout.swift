@@ -209,6 +209,32 @@ extension ClusterLayout {
     }
 }
 
+extension ClusterLayout {
+    /// The attention ranks the default layout gives a job with `expertRanks` expert ranks: the
+    /// count `A` with `A == defaultAttentionRanks(worldSize: 1 + A + expertRanks)`.
+    public static func defaultAttentionRanks(expertRanks: Int) -> Int {
+        var attention = 1
+        while defaultAttentionRanks(worldSize: 1 + attention + expertRanks) > attention { attention += 1 }
+        return attention
+    }
+
+    /// A layout whose ranks are laid out as the default layout's — router 0, attention ranks
+    /// `1...attention` (default: `defaultAttentionRanks(expertRanks:)`), then the expert ranks —
+    /// with experts placed by a plan: `placement[i]` are the ids expert rank `i` (the i-th after
+    /// the attention ranks) holds by default, `layers[l][i]` in MoE layer `l`.
+    public static func planned(placement: [[Int]], layers: [Int: [[Int]]] = [:], attention: Int? = nil, routedExperts: Int,
+                               moeLayers: [Int]? = nil) throws(LayoutError) -> ClusterLayout {
+        let attention = attention ?? defaultAttentionRanks(expertRanks: placement.count)
+        let first = 1 + attention
+        func byRank(_ ids: [[Int]]) -> [Int: [Int]] {
+            Dictionary(uniqueKeysWithValues: ids.enumerated().filter { !$0.element.isEmpty }.map { (first + $0.offset, $0.element) })
+        }
+        return try ClusterLayout(worldSize: first + placement.count, router: 0, attentionRanks: Array(1..<first),
+                                 expertsByRank: byRank(placement), layers: layers.mapValues(byRank), routedExperts: routedExperts,
+                                 moeLayers: moeLayers, source: "planned layout")
+    }
+}
+
 // MARK: - Layout files
 
 extension ClusterLayout {
@@ -229,6 +255,32 @@ extension ClusterLayout {
     public static func worldSize(of url: URL) throws(LayoutError) -> Int {
         let file = try LayoutFile(url)
         return Set([file.router] + file.attention + file.experts.keys).count
+    }
+}
+
+extension ClusterLayout {
+    /// The layout as a layout file (configs/layouts/ format): ids as ranges, keys in numeric
+    /// order, one line per rank; what `load` reads back as this layout.
+    public func fileText(description: String? = nil) -> String {
+        func quoted(_ text: String) -> String {
+            String(decoding: (try? JSONEncoder().encode(text)) ?? Data("\"\"".utf8), as: UTF8.self)
+                .replacingOccurrences(of: "\\/", with: "/")
+        }
+        func placement(_ p: [Int: [Int]], indent: String) -> String {
+            "{\n" + p.keys.sorted().map { "\(indent)  \"\($0)\": \"\(Self.ranges(p[$0]!))\"" }.joined(separator: ",\n") + "\n\(indent)}"
+        }
+        var lines = ["{"]
+        if let description { lines.append("  \"description\": \(quoted(description)),") }
+        lines.append("  \"router\": \(router),")
+        lines.append("  \"attention\": \"\(Self.ranges(attentionRanks))\",")
+        lines.append("  \"experts\": " + placement(expertsByRank, indent: "  ") + (layers.isEmpty ? "" : ","))
+        if !layers.isEmpty {
+            lines.append("  \"layers\": {")
+            lines.append(layers.keys.sorted().map { "    \"\($0)\": " + placement(layers[$0]!, indent: "    ") }.joined(separator: ",\n"))
+            lines.append("  }")
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 

@@ -102,4 +102,40 @@ import Testing
         let bytes = expertRanks.compactMap { $0["resident_weight_bytes"] as? Int }
         #expect(bytes.count == 2 && bytes[0] == bytes[1] && bytes[0] > 0, "\(bytes)")
     }
+
+    /// Recorded load → `plan-placement` → a cluster on the planned layout: the layout file runs
+    /// with the rank count it names, prints one process's logits bit for bit, and the plan's
+    /// table lists each MoE layer's balancedness before and after.
+    @Test(.timeLimit(.minutes(2)))
+    func plannedLayoutFromRecordedLoadRuns() throws {
+        let fixture = "v3-bf16"
+        let model = Conclave.fixture(fixture).path
+        let reference = try ClusterRun.reference(fixture)
+        let directory = try ClusterRun.temporaryDirectory("planned")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let load = directory.appendingPathComponent("load.json"), layout = directory.appendingPathComponent("planned.json")
+        let prompt = reference.prompt.map(String.init).joined(separator: ",")
+        let recorded = try Conclave.local(["generate", "--model", model, "--tokens", prompt, "--max-tokens", "8", "--ignore-eos",
+                                           "--record-expert-load", load.path])
+        try #require(recorded.succeeded, "recording failed\n\(recorded.report)")
+        let plan = try Conclave.local(["plan-placement", "--load", load.path, "--expert-ranks", "3", "--redundant", "2", "--out", layout.path])
+        try #require(plan.succeeded, "plan-placement failed\n\(plan.report)")
+        let rows = plan.stdoutLines.filter { $0.hasPrefix("1 ") || $0.hasPrefix("2 ") }
+        #expect(rows.count == 2, "one row per MoE layer\n\(plan.report)")
+        for row in rows {
+            let fields = row.split(separator: " ")
+            let before = try #require(Double(fields[1])), after = try #require(Double(fields[2]))
+            #expect(after >= before && after <= 1, "\(row)")
+        }
+        #expect(plan.stderr.contains("-np 5"), "\(plan.report)")
+
+        let command = ["logits", "--model", model, "--tokens", prompt, "--routing-layer", "\(reference.routingLayer)"]
+        let single = try Conclave.local(command)
+        try #require(single.succeeded, "single-process run failed\n\(single.report)")
+        let cluster = try Conclave.mpi(ranks: 5, command + ["--layout", layout.path])
+        try #require(cluster.succeeded, "cluster run on the planned layout failed\n\(cluster.report)")
+        let one = try ClusterRun.parseLogits(single), many = try ClusterRun.parseLogits(cluster)
+        #expect(one.logits == many.logits, "logits differ on the planned layout")
+        #expect(one.routing == many.routing)
+    }
 }
