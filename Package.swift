@@ -72,10 +72,12 @@ let package = Package(
         ]),
         // Sizing a cluster before buying it: footprint, layout and a decode cost model.
         .target(name: "Planner", dependencies: ["Checkpoint"]),
+        // What `conclave bench` reports: the CPU, compute peaks, and each test beside its bound.
+        .target(name: "BenchReport"),
         .target(name: "ServeBenchmark", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
-            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner",
+            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner", "BenchReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -95,6 +97,7 @@ let package = Package(
         .testTarget(name: "ServingTests", dependencies: ["Serving", "Engine", "Model", "Checkpoint", "Presets", "Sampling", "Tokenizer"]),
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint"]),
+        .testTarget(name: "BenchReportTests", dependencies: ["BenchReport"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
             "ServeBenchmark", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
