@@ -74,10 +74,12 @@ let package = Package(
         ]),
         // Sizing a cluster before buying it: footprint, layout and a decode cost model.
         .target(name: "Planner", dependencies: ["Checkpoint", "ExpertLoad"]),
+        // What `conclave bench` reports: the CPU, compute peaks, and each test beside its bound.
+        .target(name: "BenchReport"),
         .target(name: "ServeBenchmark", dependencies: [.product(name: "AsyncHTTPClient", package: "async-http-client")]),
         .executableTarget(name: "conclave", dependencies: [
             "Engine", "Model", "Tokenizer", "Checkpoint", "Sampling", "Presets", "Kernels", "Attention", "Cluster", "Transport",
-            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner", "ExpertLoad",
+            "OpenAIAPI", "Serving", "HTTPServer", "ServeBenchmark", "Planner", "BenchReport", "ExpertLoad",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -99,6 +101,7 @@ let package = Package(
         .testTarget(name: "ServeBenchmarkTests", dependencies: ["ServeBenchmark"]),
         .testTarget(name: "PlannerTests", dependencies: ["Planner", "Checkpoint", "ExpertLoad", "Cluster"]),
         .testTarget(name: "ExpertLoadTests", dependencies: ["ExpertLoad"]),
+        .testTarget(name: "BenchReportTests", dependencies: ["BenchReport"]),
         .testTarget(name: "HTTPServerTests", dependencies: [
             "ServeBenchmark", "TestSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,14 +1,15 @@
 import Foundation
 
 /// A reusable f32 buffer that grows to the largest size asked of it, so the per-token
-/// path allocates nothing once warmed up. Each component owns its own buffers.
+/// path allocates nothing once warmed up. Each component owns its own buffers. Aligned
+/// to cache lines: a vector load that straddles two lines costs two.
 public final class Scratch: @unchecked Sendable {
     private var storage: UnsafeMutablePointer<Float>
     private var capacity: Int
 
     public init(capacity: Int = 0) {
         self.capacity = max(capacity, 16)
-        storage = .allocate(capacity: self.capacity)
+        storage = Self.allocate(self.capacity)
     }
 
     deinit { storage.deallocate() }
@@ -18,9 +19,13 @@ public final class Scratch: @unchecked Sendable {
         if count > capacity {
             storage.deallocate()
             capacity = max(count, capacity * 2)
-            storage = .allocate(capacity: capacity)
+            storage = Self.allocate(capacity)
         }
         return storage
+    }
+
+    private static func allocate(_ count: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: count * 4, alignment: 64).bindMemory(to: Float.self, capacity: count)
     }
 }
 

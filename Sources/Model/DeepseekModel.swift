@@ -65,12 +65,14 @@ public final class DeepseekModel: @unchecked Sendable {
 }
 
 extension DeepseekModel {
-    /// Bytes of weight one token's forward pass reads: every attention and dense weight, the
-    /// gate, the shared experts and `num_experts_per_tok` routed experts of each MoE layer, and
-    /// the LM head (the embedding contributes one row). The decode roofline divides memory
-    /// bandwidth by this.
-    public var activeWeightBytesPerToken: Int {
-        var bytes = lmHead.byteCount + embedTokens.byteCount / config.vocabSize
+    /// Bytes of weight one step over `tokens` tokens reads when MoE layer `layer` runs
+    /// `routedExperts(layer)` distinct routed experts: every attention and dense weight, the
+    /// gate, the shared experts and those routed experts of each MoE layer, the LM head, and an
+    /// embedding row per token. Decode rooflines divide memory bandwidth by this: one token
+    /// reads `num_experts_per_tok` experts a layer, and the tokens of a batch share theirs, so a
+    /// step over a batch reads less than one token's bytes times the batch.
+    public func weightBytesPerStep(tokens: Int, routedExperts: (_ layer: Int) -> Int) -> Int {
+        var bytes = lmHead.byteCount + tokens * embedTokens.byteCount / config.vocabSize
         for layer in layers {
             bytes += layer.selfAttn.weightBytes
             switch layer.mlp {
@@ -78,7 +80,7 @@ extension DeepseekModel {
             case .moe(let moe):
                 bytes += moe.sharedExperts?.weightBytes ?? 0
                 if case .local(let gate, let experts) = moe.routed {
-                    bytes += gate.weightBytes + config.numExpertsPerTok * experts.weightBytes / max(experts.held.count, 1)
+                    bytes += gate.weightBytes + routedExperts(layer.index) * experts.weightBytes / max(experts.held.count, 1)
                 }
             }
         }

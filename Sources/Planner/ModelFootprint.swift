@@ -25,6 +25,11 @@ public struct ModelFootprint: Sendable, Equatable {
     public var cacheBytesPerPosition: Int
     /// Weights of the model (MTP layer excluded), for checking against published totals.
     public var parameters: Int
+    /// Weights one token multiplies in the decoder layers: attention, dense MLPs and, per MoE
+    /// layer, the gate, the shared experts and `expertsPerToken` routed experts (norm weights
+    /// included, 0.01 %). Not the embedding, a lookup, nor the LM head, which prefill runs for
+    /// the last token only: a prompt token costs about 2 × this many FLOP.
+    public var activeLayerParameters: Int
 
     /// Every routed expert of every MoE layer.
     public var routedBytes: Int { expertBytes * routedExperts * moeLayers }
@@ -68,5 +73,7 @@ public struct ModelFootprint: Sendable, Equatable {
         cacheBytesPerPosition = c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 4
         parameters = embeddings.parameters + c.numHiddenLayers * attention.parameters + denseLayers * denseMLP.parameters
             + moeLayers * (shared.parameters + gate.parameters + c.nRoutedExperts * expert.parameters)
+        activeLayerParameters = c.numHiddenLayers * attention.parameters + denseLayers * denseMLP.parameters
+            + moeLayers * (shared.parameters + gate.parameters + c.numExpertsPerTok * expert.parameters)
     }
 }

@@ -1,15 +1,21 @@
 import ArgumentParser
 import Attention
+import BenchReport
 import Checkpoint
 import Foundation
 import Kernels
-import Logging
 import Model
+import Planner
 import Sampling
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Measure memory bandwidth, prefill and decode speed on one process, and decode against its bandwidth roofline.")
+        abstract: "Measure prefill and decode speed on one process, each beside what bounds it on this CPU.",
+        discussion: """
+            Prints the CPU, the f32 FMA and bf16 matmul peaks (1 thread and all threads), then prefill \
+            against those peaks and decode against the memory-bandwidth roofline, with bandwidth \
+            sampled right before and right after each decode test.
+            """)
 
     @OptionGroup var model: ModelOption
     @OptionGroup var numerics: NumericsOption
@@ -36,56 +42,94 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-
         numerics.apply()
+        let pool = ComputePool.shared
+        emit("CPU: \(CPUInfo.current().summary)")
+        emit("numerics: \(numerics.numerics.rawValue)")
+        // Measured before the model loads, on an otherwise idle process; all tests run on `pool`.
+        let pools: [ComputePool?] = pool.threads == 1 ? [nil] : [nil, pool]
+        let f32 = pools.map { ComputePeak.f32FMA(pool: $0) }
+        let bf16 = pools.map { ComputePeak.bf16Matmul(pool: $0) }
+        let kernel = bf16.compactMap { $0?.implementation }.first ?? "unavailable"
+        let f32Name = "f32 FMA, Swift SIMD16<Float> with -target-cpu haswell"
+        let bf16Name = "bf16 matmul, oneDNN bf16 × bf16 → f32 (\(kernel)), 2048³ per thread"
+        emit("")
+        BenchTable.peaks([(f32Name, f32), (bf16Name, bf16.map { $0?.flopsPerSecond })],
+                         threads: pools.map { $0?.threads ?? 1 }).forEach { emit($0) }
+
         let checkpoint = try Checkpoint(directory: model.url)
         let deepseek = try DeepseekModel(checkpoint: checkpoint)
-        let vocab = deepseek.config.vocabSize
         var rng = SystemRandomNumberGenerator()
-        let prompt = (0..<promptTokens).map { _ in Int.random(in: 2..<vocab, using: &rng) }
+        let prompt = (0..<promptTokens).map { _ in Int.random(in: 2..<deepseek.config.vocabSize, using: &rng) }
+        let bandwidth = MemoryBandwidth(pool: pool)
+        let parameters = ModelFootprint(config: deepseek.config, weights: .bf16).activeLayerParameters
+        var tests: [BenchTest] = []
 
-        let bandwidth = MemoryBandwidth.measure()
-        let active = deepseek.activeWeightBytesPerToken
-        let roofline = bandwidth / Double(active)
-        var rows: [(String, [Double])] = []
-
-        rows.append(("pp\(promptTokens)", try (0...repetitions).map { _ in
+        let prefill = try repeated {
             let cache = deepseek.makeCache(capacity: promptTokens)
             let seconds = try time { _ = try deepseek.forward(tokens: prompt, batch: batch([cache], count: promptTokens), logitRows: [promptTokens - 1]) }
             return Double(promptTokens) / seconds
-        }.dropFirst().map { $0 }))
+        }
+        let threads = pool.threads == 1 ? "1 thread" : "\(pool.threads) threads"
+        let peaks = [Bound.peak("f32 FMA peak, \(threads)", flopsPerSecond: f32.last!)]
+            + (bf16.last!.map { [Bound.peak("bf16 matmul peak, \(threads)", flopsPerSecond: $0.flopsPerSecond)] } ?? [])
+        tests.append(BenchTest(name: "pp\(promptTokens)", tokensPerSecond: prefill, work: Work(.flop, perStep: 2 * Double(parameters)), bounds: peaks))
 
         for b in try parseIds(batches, option: "--batches") {
-            rows.append(("tg\(decodeSteps) b\(b)", try (0...repetitions).map { _ in
-                let caches = (0..<b).map { _ in deepseek.makeCache(capacity: 16 + decodeSteps) }
-                for cache in caches {
-                    _ = try deepseek.forward(tokens: Array(prompt.prefix(16)), batch: batch([cache], count: 16), logitRows: [15])
-                }
-                var next = Array(prompt.prefix(b))
-                var greedy = try Sampler(.greedy)
-                let seconds = try time {
-                    for _ in 0..<decodeSteps {
-                        let logits = try deepseek.forward(tokens: next, batch: batch(caches, count: 1), logitRows: Array(0..<b))
-                        next = logits.withUnsafeBufferPointer { all in
-                            (0..<b).map { i in greedy.sample(logits: UnsafeBufferPointer(rebasing: all[i * vocab ..< (i + 1) * vocab])) }
-                        }
-                    }
-                }
-                return Double(decodeSteps * b) / seconds
-            }.dropFirst().map { $0 }))
+            // The first run, not counted, also adds up the weight bytes each step reads: tokens of a
+            // batch share experts, so a step reads fewer than b tokens' bytes. Every run decodes
+            // the same greedy tokens, so the timed runs read the same.
+            var bytes = 0
+            _ = try decode(deepseek, prompt: prompt, batch: b) {
+                bytes += deepseek.weightBytesPerStep(tokens: b) { Set((deepseek.lastRouting(layer: $0) ?? []).joined()).count }
+            }
+            let before = bandwidth.sample()
+            let rates = try (0..<repetitions).map { _ in try decode(deepseek, prompt: prompt, batch: b) }
+            let after = bandwidth.sample()
+            tests.append(BenchTest(name: "tg\(decodeSteps) b\(b)", tokensPerSecond: rates,
+                                   work: Work(.bytes, perStep: Double(bytes) / Double(decodeSteps), tokensPerStep: b),
+                                   bounds: Bound.bandwidth(before: before, after: after)))
         }
 
-        let line = String(format: "threads %d, streaming read bandwidth %.1f GB/s, active weights %.1f MB/token, roofline %.1f tokens/s",
-                    ComputePool.shared.threads, bandwidth / 1e9, Double(active) / 1e6, roofline)
-        log.info("\(line)")
-        emit("| test | tokens/s | ± | of roofline |")
-        emit("|---|---:|---:|---:|")
-        for (name, samples) in rows {
-            let mean = samples.reduce(0, +) / Double(samples.count)
-            let std = (samples.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(samples.count - 1, 1))).squareRoot()
-            let fraction = name.hasSuffix(" b1") ? String(format: "%.0f%%", 100 * mean / roofline) : ""
-            emit(String(format: "| %@ | %.1f | %.1f | %@ |", name, mean, std, fraction))
+        emit("")
+        BenchTable.tests(tests).forEach { emit($0) }
+        emit("")
+        emit("All tests on \(threads). Prefill work: 2 FLOP per weight a prompt token multiplies, "
+             + String(format: "%.1f M weights ", Double(parameters) / 1e6)
+             + "(attention, dense MLPs, and per MoE layer the gate, shared experts and \(deepseek.config.numExpertsPerTok) routed experts; "
+             + "not the embedding lookup, attention scores, or the LM head, run for the last token only).")
+        emit("Decode work: weight bytes read per step (attention, dense and shared weights, gates, LM head, and every routed expert "
+             + "a token of the batch chose); the roofline is bandwidth ÷ that × tokens per step. Bandwidth: median of 3 streaming reads of "
+             + "\(bandwidth.bytes >> 30) GiB on \(bandwidth.threads) threads right before and right after each decode test's repetitions; "
+             + "decode's \"of bound\" is against the roofline at the mean of the two.")
+    }
+
+    /// Tokens per second of `repetitions` runs of `body`, after one untimed run.
+    private func repeated(_ body: () throws -> Double) rethrows -> [Double] {
+        _ = try body()
+        return try (0..<repetitions).map { _ in try body() }
+    }
+
+    /// Tokens per second of `decodeSteps` greedy steps of `b` sequences that each start from
+    /// the prompt's first 16 tokens; `afterStep` runs after each step, inside the timing.
+    private func decode(_ model: DeepseekModel, prompt: [Int], batch b: Int, afterStep: () -> Void = {}) throws -> Double {
+        let vocab = model.config.vocabSize
+        let caches = (0..<b).map { _ in model.makeCache(capacity: 16 + decodeSteps) }
+        for cache in caches {
+            _ = try model.forward(tokens: Array(prompt.prefix(16)), batch: batch([cache], count: 16), logitRows: [15])
         }
+        var next = Array(prompt.prefix(b))
+        var greedy = try Sampler(.greedy)
+        let seconds = try time {
+            for _ in 0..<decodeSteps {
+                let logits = try model.forward(tokens: next, batch: batch(caches, count: 1), logitRows: Array(0..<b))
+                next = logits.withUnsafeBufferPointer { all in
+                    (0..<b).map { i in greedy.sample(logits: UnsafeBufferPointer(rebasing: all[i * vocab ..< (i + 1) * vocab])) }
+                }
+                afterStep()
+            }
+        }
+        return Double(decodeSteps * b) / seconds
     }
 
     private func batch(_ caches: [LatentCache], count: Int) -> AttentionBatch {

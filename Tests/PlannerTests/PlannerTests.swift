@@ -29,6 +29,18 @@ import Testing
         #expect(bf16.expertBytes == 3 * 2048 * 7168 * 2 && bf16.parameters == f.parameters)
     }
 
+    @Test func countsThePublishedActiveParameters() throws {
+        let c = try Self.config("deepseek-v3")
+        let f = ModelFootprint(config: c, weights: .fp8)
+        // 37 B activated per token, as DeepSeek publishes, with the embedding and LM head
+        // (0.9 B each), which `activeLayerParameters` leaves out.
+        let withEnds = f.activeLayerParameters + 2 * c.vocabSize * c.hiddenSize
+        #expect(abs(Double(withEnds) / 37e9 - 1) < 0.02, "\(withEnds)")
+        // Only the routed experts a token does not choose separate it from the layers' total.
+        let layers = f.parameters - 2 * c.vocabSize * c.hiddenSize - c.hiddenSize
+        #expect(layers - f.activeLayerParameters == f.moeLayers * (f.routedExperts - f.expertsPerToken) * 3 * c.moeIntermediateSize * c.hiddenSize)
+    }
+
     @Test func refusesAClusterTooSmallWithTheShortfall() throws {
         let f = ModelFootprint(config: try Self.config("deepseek-v3"), weights: .fp8)
         let small = spec(nodes: 2, memory: 256 * Self.gib, context: 4096, concurrent: 8)

@@ -1,0 +1,161 @@
+internal import COneDNN
+import Foundation
+
+/// The compute peaks prefill is bounded by, measured on this machine: what Swift SIMD code
+/// compiled as this module is (`-target-cpu haswell`: AVX2 and FMA) can reach in f32, and
+/// what oneDNN's bf16 matmul, which prefill's products run on, reaches on a compute-bound shape.
+///
+/// Each is measured on the calling thread alone (`pool` nil) or on every thread of `pool`,
+/// each thread doing the whole work on its own data, and is the best of a few runs after a
+/// warm-up: a peak is what the machine can do, not what it did at one moment.
+public enum ComputePeak {
+    /// f32 FLOP per second of fused multiply-adds on register-resident `SIMD16<Float>` values.
+    public static func f32FMA(pool: ComputePool?, iterations: Int = 1 << 25) -> Double {
+        let sums = UnsafeMutableBufferPointer<Float>.allocate(capacity: pool?.threads ?? 1)
+        defer { sums.deallocate() }
+        let seconds = fastest {
+            onEachThread(pool) { part in sums[part] = fmaChains(iterations, seed: Float(part + 1)) }
+        }
+        precondition(sums.allSatisfy(\.isFinite))
+        return Double(sums.count * iterations * fmaChainCount * 16 * 2) / seconds
+    }
+
+    /// oneDNN's bf16 × bf16 → f32 matmul of `size`³ (2 · size³ FLOP) per thread.
+    public struct Matmul: Sendable {
+        public let flopsPerSecond: Double
+        /// oneDNN's name for the kernel it picked (`brg:avx512_core_bf16`, `brg:avx512_core_amx`, `gemm:jit`, …).
+        public let implementation: String
+    }
+
+    /// nil when oneDNN cannot create an engine or the product.
+    public static func bf16Matmul(size: Int = 2048, pool: ComputePool?) -> Matmul? {
+        var engine: dnnl_engine_t?
+        guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
+        defer { dnnl_engine_destroy(engine) }
+        // Primitives are built for, and run with, one OpenMP thread (see `limitOpenMPToCallingThread`).
+        limitOpenMPToCallingThread()
+        let threads = pool?.threads ?? 1
+        let products = (0..<threads).compactMap { _ in SquareMatmul(size: size, engine: engine) }
+        guard products.count == threads else { return nil }
+        let ok = UnsafeMutableBufferPointer<Bool>.allocate(capacity: products.count)
+        defer { ok.deallocate() }
+        ok.initialize(repeating: true)
+        let seconds = fastest {
+            onEachThread(pool) { part in
+                limitOpenMPToCallingThread()
+                ok[part] = ok[part] && products[part].run()
+            }
+        }
+        guard ok.allSatisfy({ $0 }) else { return nil }
+        return Matmul(flopsPerSecond: Double(products.count) * 2 * pow(Double(size), 3) / seconds,
+                      implementation: products[0].implementation)
+    }
+
+    /// Seconds of the fastest of `runs` calls of `body`, after one untimed call.
+    private static func fastest(runs: Int = 3, _ body: () -> Void) -> Double {
+        body()
+        return (0..<runs).map { _ in
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }.min()!
+    }
+
+    private static func onEachThread(_ pool: ComputePool?, _ body: (Int) -> Void) {
+        if let pool { pool.run(body) } else { body(0) }
+    }
+
+    /// Six independent chains: with `-target-cpu haswell` a `SIMD16<Float>` is two 256-bit
+    /// registers, so 12 FMAs are in flight, more than the 8 (4 cycles of latency × 2 FMA units)
+    /// that keep current x86 cores busy, while chains and operands still fit AVX2's 16 vector
+    /// registers (8 chains spilled to the stack and ran at 60 % of 6's).
+    private static let fmaChainCount = 6
+
+    @inline(never)
+    private static func fmaChains(_ iterations: Int, seed: Float) -> Float {
+        // x ← x · m + c converges (to c / (1 - m)), so no value overflows or turns subnormal;
+        // distinct lanes keep the compiler from folding the halves of a vector together.
+        let m = SIMD16<Float>(repeating: 0.999_999), c = SIMD16<Float>(repeating: seed * 1e-6)
+        let lanes = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + seed
+        var a0 = lanes, a1 = lanes + 16, a2 = lanes + 32, a3 = lanes + 48, a4 = lanes + 64, a5 = lanes + 80
+        for _ in 0..<iterations {
+            a0 = c.addingProduct(a0, m)
+            a1 = c.addingProduct(a1, m)
+            a2 = c.addingProduct(a2, m)
+            a3 = c.addingProduct(a3, m)
+            a4 = c.addingProduct(a4, m)
+            a5 = c.addingProduct(a5, m)
+        }
+        return ((a0 + a1) + (a2 + a3) + (a4 + a5)).sum()
+    }
+}
+
+/// One thread's `[size × size]` bf16 activations times a `[size × size]` bf16 weight stored
+/// `[N × K]` row-major, as the model's weights are (`dnnl_ba`), into f32: the call sequence of
+/// `BF16Matmul`'s plans, reduced to one plain product with its own operands.
+private final class SquareMatmul {
+    private let primitive: dnnl_primitive_t
+    private let descriptor: dnnl_primitive_desc_t
+    private let stream: dnnl_stream_t
+    private let memories: [dnnl_memory_t]
+    private let buffers: [UnsafeMutableRawPointer]
+
+    init?(size: Int, engine: dnnl_engine_t) {
+        let n = Int64(size)
+        let dims = [n, n] + Array(repeating: 0, count: 10) // dnnl_dims_t is int64_t[DNNL_MAX_NDIMS]
+        var srcMD = dnnl_memory_desc_t(), weightsMD = dnnl_memory_desc_t(), dstMD = dnnl_memory_desc_t()
+        guard dnnl_memory_desc_init_by_tag(&srcMD, 2, dims, dnnl_bf16, dnnl_ab) == dnnl_success,
+              dnnl_memory_desc_init_by_tag(&weightsMD, 2, dims, dnnl_bf16, dnnl_ba) == dnnl_success,
+              dnnl_memory_desc_init_by_tag(&dstMD, 2, dims, dnnl_f32, dnnl_ab) == dnnl_success else { return nil }
+        var op = dnnl_matmul_desc_t()
+        var pd: dnnl_primitive_desc_t?, primitive: dnnl_primitive_t?, stream: dnnl_stream_t?
+        guard dnnl_matmul_desc_init(&op, &srcMD, &weightsMD, nil, &dstMD) == dnnl_success,
+              dnnl_primitive_desc_create(&pd, &op, nil, engine, nil) == dnnl_success, let pd else { return nil }
+        guard dnnl_primitive_create(&primitive, pd) == dnnl_success, let primitive,
+              dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
+            if let primitive { dnnl_primitive_destroy(primitive) }
+            dnnl_primitive_desc_destroy(pd)
+            return nil
+        }
+        (descriptor, self.primitive, self.stream) = (pd, primitive, stream)
+        // bf16 1.0 in both operands: values do not change the speed of the dot products.
+        buffers = [size * size * 2, size * size * 2, size * size * 4].map { UnsafeMutableRawPointer.allocate(byteCount: $0, alignment: 64) }
+        for b in buffers[0...1] { b.initializeMemory(as: UInt16.self, repeating: 0x3F80, count: size * size) }
+        memories = zip([srcMD, weightsMD, dstMD], buffers).compactMap { md, buffer in
+            var md = md, memory: dnnl_memory_t?
+            return dnnl_memory_create(&memory, &md, engine, buffer) == dnnl_success ? memory : nil
+        }
+        guard memories.count == 3 else { return nil }
+    }
+
+    deinit {
+        for m in memories { dnnl_memory_destroy(m) }
+        for b in buffers { b.deallocate() }
+        dnnl_stream_destroy(stream)
+        dnnl_primitive_destroy(primitive)
+        dnnl_primitive_desc_destroy(descriptor)
+    }
+
+    var implementation: String {
+        var info: UnsafePointer<CChar>?
+        dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
+        return info.map { String(cString: $0) } ?? "?"
+    }
+
+    func run() -> Bool {
+        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: memories[0]), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: memories[1]),
+                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: memories[2])]
+        return dnnl_primitive_execute(primitive, stream, Int32(args.count), &args) == dnnl_success
+            && dnnl_stream_wait(stream) == dnnl_success
+    }
+}
+
+/// Makes oneDNN calls from this thread run on it alone, as `BF16Matmul` does (copied from its
+/// `OpenMP.limitCallingThread` so this file stands alone): oneDNN's own OpenMP threads would
+/// compete with the pool's for the same cores and keep spinning after the measurement.
+private func limitOpenMPToCallingThread() {
+    typealias SetThreads = @convention(c) (Int32) -> Void
+    if let set = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") {
+        unsafeBitCast(set, to: SetThreads.self)(1)
+    }
+}
