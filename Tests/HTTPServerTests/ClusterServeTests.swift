@@ -33,7 +33,8 @@ struct ClusterServe {
             return (single, chat)
         }
 
-        try await ServerProcess.run(model: model, options: ["--drain-seconds", "1"], ranks: 4) { server in
+        let load = model.deletingLastPathComponent().appendingPathComponent("load.json")
+        try await ServerProcess.run(model: model, options: ["--drain-seconds", "1", "--record-expert-load", load.path], ranks: 4) { server in
             let api = TinyServer.connection(server, model)
             // 503 while the ranks load, then 200.
             try await api.waitUntilReady(timeout: 120)
@@ -43,6 +44,11 @@ struct ClusterServe {
             #expect(reply.json?["choices"]?[0]?["text"] == single.json?["choices"]?[0]?["text"],
                     "the cluster's greedy answer differs from one process's\n\(reply)\n\(single)")
             #expect(reply.json?["usage"] == single.json?["usage"], "\(reply)\n\(single)")
+            // The router's per-layer figures: the tiny model's MoE layers are 1-3.
+            let metrics = try await api.get("/metrics").text
+            for layer in 1...3 {
+                #expect(metrics.contains("conclave_moe_expert_balancedness{layer=\"\(layer)\"}"), "no balancedness gauge for layer \(layer)\n\(metrics)")
+            }
 
             let chat = try await api.stream(.chat, api.request(.chat, prompt: Self.prompt,
                                                                completion.merging(["stream": true, "stream_options": ["include_usage": true]]) { $1 }))
@@ -67,6 +73,16 @@ struct ClusterServe {
             let result = await server.finish(within: 30)
             #expect(result.termination == .exited(0) && !result.timedOut, "mpirun did not exit 0\n\(result.report)")
             #expect(result.leftovers.isEmpty, "rank processes left running: \(result.leftovers)\n\(result.report)")
+
+            // --record-expert-load under mpirun: the router wrote what it routed, every token of every MoE layer.
+            let record = try #require(JSON.parse(try Data(contentsOf: load)), "\(load.path) is not JSON")
+            let tokens = try #require(record["window"]?["tokens"]?.int)
+            #expect(tokens > 0)
+            guard case .array(let layers) = record["layers"] else { Issue.record("no layers in \(record)"); return }
+            #expect(layers.compactMap { $0["layer"]?.int } == [1, 2, 3])
+            for layer in layers {
+                #expect(layer["tokens_per_expert"]?.ints?.reduce(0, +) == tokens * 4, "\(layer)")
+            }
         }
     }
 }
