@@ -65,8 +65,8 @@ public enum ModelPreset: String, CaseIterable, Sendable {
 /// Each MoE layer ranks its experts in its own seeded random order (its hot set) and adds
 /// a Zipf–Mandelbrot term to the expert at rank `r` (0 = hottest):
 /// `strength · (offset / (r + offset))^exponent`, minus the term's mean over the experts.
-/// With the defaults on bench-mid (sigmoid scores, 64 experts, top-6 of 4 groups of 8) the
-/// 8 hottest experts of a layer take about half of its tokens, the hottest 6–8 times the mean.
+/// With the defaults on bench-mid (sigmoid scores, 64 experts, top-6 among 4 of 8 groups) the
+/// 8 hottest experts of a layer take about half of its tokens (PresetTests measures it).
 public struct RoutingSkew: Sendable, Equatable {
     public var strength: Float = 0.8
     public var offset: Float = 2
