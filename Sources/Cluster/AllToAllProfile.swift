@@ -26,6 +26,8 @@ public final class AllToAllProfile {
         public var rowsPerRank: [Int: Int] = [:]
         /// (token, expert) outputs each expert rank returned, summed over steps.
         public var pairsPerRank: [Int: Int] = [:]
+        /// Hidden states between the router and its attention ranks (in and back out), per step.
+        public var attentionBytes: [Int] = []
     }
 
     public let worldSize: Int
@@ -37,6 +39,8 @@ public final class AllToAllProfile {
     public var baseline: (dispatch: Double, combine: Double)?
     /// Every rank's activity over the run, with its role, collected at shutdown.
     public var activity: [(stats: RankStats, role: String)] = []
+    /// Each router's traffic (rank 0's and every other router's), collected at shutdown.
+    public var routers: [RouterTraffic] = []
 
     public init(worldSize: Int, routedExperts: Int) {
         self.worldSize = worldSize
@@ -46,7 +50,7 @@ public final class AllToAllProfile {
 
     /// One step of one MoE layer: `combine` is already net of the expert FFN time.
     func record(layer: Int, dispatch: Double, combine: Double, expert: Double, dispatchBytes: Int, combineBytes: Int,
-                tokens: Int, experts: [Int32], rowsPerRank: [Int: Int], pairsPerRank: [Int: Int]) {
+                tokens: Int, experts: [Int32], rowsPerRank: [Int: Int], pairsPerRank: [Int: Int], attentionBytes: Int = 0) {
         // Mutated in place: copying the sample arrays out and back would make each step cost O(steps).
         if layers[layer] == nil { layers[layer] = Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts)) }
         if layers[layer]!.tokens.count >= 2 * Self.sampleLimit { layers[layer]!.dropOldestSamples(keeping: Self.sampleLimit) }
@@ -57,6 +61,7 @@ public final class AllToAllProfile {
         layers[layer]!.dispatchBytes.append(dispatchBytes)
         layers[layer]!.combineBytes.append(combineBytes)
         layers[layer]!.tokens.append(tokens)
+        layers[layer]!.attentionBytes.append(attentionBytes)
         for e in experts { layers[layer]!.tokensPerExpert[Int(e)] += 1 }
         for (r, n) in rowsPerRank { layers[layer]!.rowsPerRank[r, default: 0] += n }
         for (r, n) in pairsPerRank { layers[layer]!.pairsPerRank[r, default: 0] += n }
@@ -112,6 +117,22 @@ public final class AllToAllProfile {
                 out += "\(pad((100 * s.busySeconds / max(s.wallSeconds, 1e-9)).formatted(0) + "%", 7, right: true))\n"
             }
         }
+        if !routers.isEmpty {
+            out += "# routers, per MoE layer and step: bytes through each router (hidden states from and to its attention ranks, dispatch, combine)\n"
+            out += "  \(pad("router", 8))\(pad("serves", 8))\(pad("layer", 6, right: true))\(pad("steps", 7, right: true))\(pad("tokens", 8, right: true))"
+            out += "\(pad("attention B", 13, right: true))\(pad("dispatch B", 12, right: true))\(pad("combine B", 12, right: true))"
+            out += "\(pad("B/token", 10, right: true))\(pad("dispatch us", 13, right: true))\(pad("combine us", 12, right: true))\n"
+            for r in routers {
+                for l in r.layers {
+                    let n = Double(max(l.steps, 1))
+                    out += "  \(pad("r\(r.rank)", 8))\(pad(r.attentionRanks.map { "r\($0)" }.joined(separator: ","), 8))"
+                    out += "\(pad(String(l.layer), 6, right: true))\(pad(String(l.steps), 7, right: true))\(pad((Double(l.tokens) / n).formatted(1), 8, right: true))"
+                    out += "\(pad(String(Int(Double(l.attentionBytes) / n)), 13, right: true))\(pad(String(Int(Double(l.dispatchBytes) / n)), 12, right: true))"
+                    out += "\(pad(String(Int(Double(l.combineBytes) / n)), 12, right: true))\(pad(l.bytesPerToken.formatted(0), 10, right: true))"
+                    out += "\(pad((l.dispatchSeconds / n * 1e6).formatted(1), 13, right: true))\(pad((l.combineSeconds / n * 1e6).formatted(1), 12, right: true))\n"
+                }
+            }
+        }
         out += "# bytes sent, rank × rank (row: from, column: to)\n"
         out += "  " + pad("", 6) + (0..<worldSize).map { pad("r\($0)", 12, right: true) }.joined() + "\n"
         for (i, row) in bytes.enumerated() {
@@ -140,6 +161,15 @@ public final class AllToAllProfile {
                     "rows_per_expert_rank": Dictionary(uniqueKeysWithValues: l.rowsPerRank.map { (String($0.key), $0.value) }),
                     "load_imbalance": mean(loads) > 0 ? (loads.max() ?? 0) / mean(loads) : 0, "balancedness": l.balancedness]
         }
+        out["routers"] = routers.map { r -> [String: Any] in
+            ["rank": r.rank, "attention_ranks": r.attentionRanks, "layers": r.layers.map { l -> [String: Any] in
+                let n = Double(max(l.steps, 1))
+                return ["layer": l.layer, "steps": l.steps, "tokens_per_step": Double(l.tokens) / n,
+                        "attention_bytes_per_step": Double(l.attentionBytes) / n, "dispatch_bytes_per_step": Double(l.dispatchBytes) / n,
+                        "combine_bytes_per_step": Double(l.combineBytes) / n, "bytes_per_token": l.bytesPerToken,
+                        "dispatch_mean_us": l.dispatchSeconds / n * 1e6, "combine_mean_us": l.combineSeconds / n * 1e6]
+            }]
+        }
         out["rank_activity"] = activity.map { s, role -> [String: Any] in
             ["rank": s.rank, "role": role, "steps": s.steps, "prefill_tokens": s.prefillTokens, "decode_tokens": s.decodeTokens,
              "expert_rows": s.expertTokens, "busy_seconds": s.busySeconds, "wall_seconds": s.wallSeconds]
@@ -149,6 +179,69 @@ public final class AllToAllProfile {
                                "ratio": t / max(b.dispatch + b.combine, 1e-12)]
         }
         return out
+    }
+}
+
+/// One router's traffic over a run, per MoE layer (sums over the steps sampled): what the
+/// profile's routers table shows. A router other than rank 0 sends its own to rank 0 at
+/// shutdown, with the counts rank 0 folds into the per-layer tables and the bytes matrix.
+public struct RouterTraffic: Codable, Sendable {
+    public struct Layer: Codable, Sendable {
+        public var layer: Int
+        public var steps: Int
+        public var tokens: Int
+        /// Hidden states received from the router's attention ranks and sent back to them.
+        public var attentionBytes: Int
+        public var dispatchBytes: Int
+        public var combineBytes: Int
+        public var dispatchSeconds: Double
+        public var combineSeconds: Double
+
+        /// Bytes through the router (attention in and out, dispatch, combine) per token.
+        public var bytesPerToken: Double {
+            tokens == 0 ? 0 : Double(attentionBytes + dispatchBytes + combineBytes) / Double(tokens)
+        }
+    }
+
+    public var rank: Int
+    public var attentionRanks: [Int]
+    public var layers: [Layer]
+    /// Per MoE layer: tokens per expert, rows and (token, expert) pairs per expert rank.
+    var tokensPerExpert: [Int: [Int]]
+    var rowsPerRank: [Int: [Int: Int]]
+    var pairsPerRank: [Int: [Int: Int]]
+    /// Bytes the router sent and received, rank × rank.
+    var bytes: [[Int]]
+}
+
+extension AllToAllProfile {
+    /// This profile's router traffic, the router being `rank` serving `attentionRanks`.
+    func traffic(rank: Int, attentionRanks: [Int]) -> RouterTraffic {
+        let sorted = layers.sorted { $0.key < $1.key }
+        return RouterTraffic(
+            rank: rank, attentionRanks: attentionRanks,
+            layers: sorted.map { index, l in
+                RouterTraffic.Layer(layer: index, steps: l.tokens.count, tokens: l.tokens.reduce(0, +),
+                                    attentionBytes: l.attentionBytes.reduce(0, +), dispatchBytes: l.dispatchBytes.reduce(0, +),
+                                    combineBytes: l.combineBytes.reduce(0, +), dispatchSeconds: l.dispatchSeconds.reduce(0, +),
+                                    combineSeconds: l.combineSeconds.reduce(0, +))
+            },
+            tokensPerExpert: layers.mapValues(\.tokensPerExpert), rowsPerRank: layers.mapValues(\.rowsPerRank),
+            pairsPerRank: layers.mapValues(\.pairsPerRank), bytes: bytes)
+    }
+
+    /// Folds another router's counts into the per-layer tables (tokens per expert, rows per
+    /// expert rank: the whole cluster's load) and its bytes into the matrix. Timings stay rank 0's.
+    func merge(_ other: RouterTraffic) {
+        for (layer, counts) in other.tokensPerExpert {
+            if layers[layer] == nil { layers[layer] = Layer(tokensPerExpert: Array(repeating: 0, count: routedExperts)) }
+            for (e, n) in counts.enumerated() where e < routedExperts { layers[layer]!.tokensPerExpert[e] += n }
+            for (r, n) in other.rowsPerRank[layer] ?? [:] { layers[layer]!.rowsPerRank[r, default: 0] += n }
+            for (r, n) in other.pairsPerRank[layer] ?? [:] { layers[layer]!.pairsPerRank[r, default: 0] += n }
+        }
+        for (i, row) in other.bytes.enumerated() where i < worldSize {
+            for (j, n) in row.enumerated() where j < worldSize { bytes[i][j] += n }
+        }
     }
 }
 
@@ -166,6 +259,7 @@ extension AllToAllProfile.Layer {
         dispatchBytes.removeFirst(drop)
         combineBytes.removeFirst(drop)
         tokens.removeFirst(drop)
+        attentionBytes.removeFirst(drop)
     }
 }
 

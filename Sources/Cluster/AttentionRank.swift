@@ -8,31 +8,36 @@ import Transport
 /// An attention rank: embeddings, MLA with the latent caches of its own sequences, dense
 /// layers, shared experts and the LM head. Each step it runs its share of the plan on the
 /// same `ModelRunner` a single process uses; MoE layers send their hidden states to the
-/// router and compute the shared experts while the routed path is in flight.
+/// router serving this rank and compute the shared experts while the routed path is in
+/// flight. Plans come from, and results go to, rank 0 (`root`).
 final class AttentionRank: RemoteExperts {
     let world: Communicator
+    /// The rank that plans: it broadcasts the step plans and collects the results.
+    let root: Int
+    /// The router that gates this rank's tokens.
     let router: Int
     private(set) var runner: ModelRunner!
     private var activity = RankActivity()
     /// Seconds of the current step spent waiting for routed expert output.
     private var waiting = 0.0
 
-    init(world: Communicator, router: Int, model: DeepseekModel) {
+    init(world: Communicator, root: Int, router: Int, model: DeepseekModel) {
         self.world = world
+        self.root = root
         self.router = router
         runner = ModelRunner(model: model, remote: self)
     }
 
-    /// Runs plans until the router says shut down.
+    /// Runs plans until rank 0 says shut down.
     func run() throws {
         while true {
-            let bytes = try world.broadcastWaitingIdly(bytes: [], root: router)
-            switch try ControlMessage.decode(bytes, from: router) {
+            let bytes = try world.broadcastWaitingIdly(bytes: [], root: root)
+            switch try ControlMessage.decode(bytes, from: root) {
             case .stepPlan(let plan): try step(plan)
             case .shutdown:
-                try world.send(bytes: ControlMessage.stats(activity.stats(rank: world.rank)).encode(senderRank: world.rank), to: router, tag: Tag.stats)
+                try world.send(bytes: ControlMessage.stats(activity.stats(rank: world.rank)).encode(senderRank: world.rank), to: root, tag: Tag.stats)
                 return
-            default: throw ClusterError.unexpectedMessage(from: router, expected: "step plan or shutdown")
+            default: throw ClusterError.unexpectedMessage(from: root, expected: "step plan or shutdown")
             }
         }
     }
@@ -59,9 +64,9 @@ final class AttentionRank: RemoteExperts {
                           logitsRows: w.returnLogits ? w.tokens.count : 0, logprobs: output.logprobs[w.sequenceId])
         }
         try world.send(bytes: ControlMessage.stepResult(StepResult(step: plan.step, tokens: tokens)).encode(senderRank: world.rank),
-                       to: router, tag: Tag.stepResult)
+                       to: root, tag: Tag.stepResult)
         for w in mine where w.returnLogits {
-            try output.logits[w.sequenceId]!.withUnsafeBufferPointer { try world.sendFloats($0, to: router, tag: Tag.logits) }
+            try output.logits[w.sequenceId]!.withUnsafeBufferPointer { try world.sendFloats($0, to: root, tag: Tag.logits) }
         }
     }
 
@@ -78,10 +83,11 @@ final class AttentionRank: RemoteExperts {
     }
 }
 
-/// An expert rank: a shard of the routed experts of every MoE layer, served to the router
-/// layer by layer, step after step.
+/// An expert rank: a shard of the routed experts of every MoE layer, served to every router
+/// layer by layer (all routers' rows of a layer in one exchange), step after step.
 final class ExpertRank {
     let world: Communicator
+    /// The rank that plans (rank 0).
     let router: Int
     let plane: ExpertDataPlane
     /// This rank's shard of every MoE layer, in layer order.

@@ -104,7 +104,8 @@ public enum ClusterLauncher {
         }
         let role = layout.role(of: world.rank)
         let expertComm = try world.split(color: role == .attention ? nil : 1, key: world.rank)
-        let expertCommRanks = [layout.router] + layout.expertRanks
+        // Routers and expert ranks, in world-rank order (the split's key).
+        let expertCommRanks = (layout.routerRanks + layout.expertRanks).sorted()
 
         let part = Result { () throws -> (part: Part, diskBytes: Int) in
             try manifest?.check(rank: world.rank, layout: layout, config: config, directory: options.model, host: host,
@@ -112,9 +113,12 @@ public enum ClusterLauncher {
             let checkpoint = try Checkpoint(directory: options.model)
             let loaded: Part
             switch role {
-            case .router:
+            case .router where world.rank == router:
                 loaded = .router(try RouterRank(world: world, expertComm: expertComm!, expertCommRanks: expertCommRanks,
                                                 layout: layout, checkpoint: checkpoint), checkpoint)
+            case .router:
+                loaded = .groupRouter(try MoERouter(world: world, expertComm: expertComm!, expertCommRanks: expertCommRanks,
+                                                    layout: layout, checkpoint: checkpoint), checkpoint)
             case .attention:
                 loaded = .attention(try DeepseekModel(checkpoint: checkpoint, localRouted: false), checkpoint)
             case .expert:
@@ -166,10 +170,12 @@ public enum ClusterLauncher {
         switch try part.get().part {
         case .router(let r, _):
             return ClusterSession(router: r, ranks: hellos, modelFingerprint: String(verdicts[router].dropFirst("model ".count)))
+        case .groupRouter(let moe, _):
+            try GroupRouterRank(router: moe, root: router).run()
         case .attention(let model, _):
-            try AttentionRank(world: world, router: router, model: model).run()
+            try AttentionRank(world: world, root: router, router: layout.router(serving: world.rank), model: model).run()
         case .expert(let layers, _):
-            let plane = ExpertDataPlane(comm: expertComm!, router: expertCommRanks.firstIndex(of: router)!,
+            let plane = ExpertDataPlane(comm: expertComm!, routers: layout.routerRanks.map { expertCommRanks.firstIndex(of: $0)! },
                                         hidden: config.hiddenSize, topK: config.numExpertsPerTok)
             try ExpertRank(world: world, router: router, plane: plane, experts: layers).run()
         }
@@ -179,12 +185,13 @@ public enum ClusterLauncher {
 
     private enum Part {
         case router(RouterRank, Checkpoint)
+        case groupRouter(MoERouter, Checkpoint)
         case attention(DeepseekModel, Checkpoint)
         case expert([RoutedExperts], Checkpoint)
 
         var checkpoint: Checkpoint {
             switch self {
-            case .router(_, let c), .attention(_, let c), .expert(_, let c): c
+            case .router(_, let c), .groupRouter(_, let c), .attention(_, let c), .expert(_, let c): c
             }
         }
     }

@@ -2,7 +2,8 @@ import Foundation
 
 /// Which rank plays which role, and which routed experts each expert rank holds.
 ///
-/// Rank roles: one ROUTER (gating, all-to-all dispatch and combine), ATTENTION ranks (MLA,
+/// Rank roles: ROUTERS (gating, all-to-all dispatch and combine for the attention ranks each
+/// serves; rank 0 is always one and the only one that takes requests and plans), ATTENTION ranks (MLA,
 /// dense layers, shared experts, LM head; data-parallel over sequences) and EXPERT ranks
 /// (routed experts). An expert may be held by several expert ranks (its replicas), and a
 /// MoE layer may place experts its own way (`layers`), as EPLB plans them; layers without a
@@ -14,7 +15,11 @@ public struct ClusterLayout: Sendable, Equatable {
     public enum Role: String, Sendable { case router, attention, expert }
 
     public let worldSize: Int
+    /// Rank 0: the router that takes the requests and makes the step plans.
     public let router: Int
+    /// Router rank → the attention ranks it serves (ascending); one entry, `router` serving
+    /// every attention rank, for a layout with a single router.
+    public let routers: [Int: [Int]]
     /// Ascending.
     public let attentionRanks: [Int]
     /// Ascending.
@@ -37,22 +42,25 @@ public struct ClusterLayout: Sendable, Equatable {
     /// it as one more than the largest expert id placed (every id below must still be held).
     /// `layers` are per-MoE-layer placements; `moeLayers`, when given, are the model's MoE
     /// layers, which `layers` keys must be.
-    public init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]],
+    /// `routers`, when given, maps each router rank to the attention ranks it serves (rank 0
+    /// among them); nil is one router, `router`, serving every attention rank.
+    public init(worldSize: Int, router: Int, routers: [Int: [Int]]? = nil, attentionRanks: [Int], expertsByRank: [Int: [Int]],
                 layers: [Int: [Int: [Int]]] = [:], routedExperts: Int? = nil, moeLayers: [Int]? = nil) throws(LayoutError) {
-        try self.init(worldSize: worldSize, router: router, attentionRanks: attentionRanks,
+        try self.init(worldSize: worldSize, router: router, routers: routers, attentionRanks: attentionRanks,
                       expertsByRank: expertsByRank, layers: layers, routedExperts: routedExperts, moeLayers: moeLayers, source: "layout")
     }
 
     /// `source` names where the placement came from (a file, or the default layout) in errors.
-    init(worldSize: Int, router: Int, attentionRanks: [Int], expertsByRank: [Int: [Int]], layers: [Int: [Int: [Int]]] = [:],
-         routedExperts: Int?, moeLayers: [Int]? = nil, source: String) throws(LayoutError) {
+    init(worldSize: Int, router: Int, routers: [Int: [Int]]? = nil, attentionRanks: [Int], expertsByRank: [Int: [Int]],
+         layers: [Int: [Int: [Int]]] = [:], routedExperts: Int?, moeLayers: [Int]? = nil, source: String) throws(LayoutError) {
         guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
         guard !attentionRanks.isEmpty else { throw .noAttentionRank(source: source) }
         guard !expertsByRank.isEmpty else { throw .noExpertRank(source: source) }
+        let routers = routers ?? [router: attentionRanks]
 
         // Every rank 0..<worldSize exactly once.
         var roles: [Int: [Role]] = [:]
-        roles[router, default: []].append(.router)
+        for rank in routers.keys { roles[rank, default: []].append(.router) }
         for rank in attentionRanks { roles[rank, default: []].append(.attention) }
         for rank in expertsByRank.keys { roles[rank, default: []].append(.expert) }
         let missing = (0..<worldSize).filter { roles[$0] == nil }
@@ -68,6 +76,25 @@ public struct ClusterLayout: Sendable, Equatable {
 
         // Rank 0 owns the requests: it is the router.
         guard router == 0 else { throw .routerNotRankZero(router, source: source) }
+        guard routers[0] != nil else { throw .routersWithoutRankZero(routers.keys.sorted(), source: source) }
+
+        // Each router serves attention ranks, and each attention rank has exactly one router.
+        var servedBy: [Int: [Int]] = [:]
+        for r in routers.keys.sorted() {
+            guard !routers[r]!.isEmpty else { throw .routerServesNothing(router: r, source: source) }
+            for a in routers[r]! {
+                guard roles[a] == [.attention] else {
+                    throw .routerServesNonAttention(router: r, rank: a, role: roles[a]?.first, source: source)
+                }
+                guard servedBy[a]?.last != r else { throw .attentionServedTwice(rank: a, routers: [r, r], source: source) }
+                servedBy[a, default: []].append(r)
+            }
+        }
+        for a in servedBy.keys.sorted() where servedBy[a]!.count > 1 {
+            throw .attentionServedTwice(rank: a, routers: servedBy[a]!, source: source)
+        }
+        let unserved = attentionRanks.filter { servedBy[$0] == nil }.sorted()
+        guard unserved.isEmpty else { throw .attentionUnserved(unserved, routers: routers.keys.sorted(), source: source) }
 
         // Every routed expert on at least one expert rank, in the default placement and in each layer's.
         let expertRanks = expertsByRank.keys.sorted()
@@ -88,6 +115,7 @@ public struct ClusterLayout: Sendable, Equatable {
 
         self.worldSize = worldSize
         self.router = router
+        self.routers = routers.mapValues { $0.sorted() }
         self.attentionRanks = attentionRanks.sorted()
         self.expertRanks = expertRanks
         self.expertsByRank = expertsByRank.mapValues { $0.sorted() }
@@ -123,8 +151,16 @@ public struct ClusterLayout: Sendable, Equatable {
 
     public func role(of rank: Int) -> Role {
         precondition(rank >= 0 && rank < worldSize, "rank \(rank) is outside 0..<\(worldSize)")
-        if rank == router { return .router }
+        if routers[rank] != nil { return .router }
         return expertsByRank[rank] == nil ? .attention : .expert
+    }
+
+    /// The router ranks, ascending (rank 0 first).
+    public var routerRanks: [Int] { routers.keys.sorted() }
+
+    /// The router serving attention rank `rank`: it gates and dispatches that rank's tokens.
+    public func router(serving rank: Int) -> Int {
+        routers.first { $0.value.contains(rank) }!.key
     }
 
     /// Whether an expert is held by more than one rank, or a layer places experts its own way:
@@ -245,7 +281,7 @@ extension ClusterLayout {
         let source = url.path
         guard worldSize >= 3 else { throw .tooFewRanks(worldSize: worldSize, source: source) }
         let file = try LayoutFile(url)
-        return try ClusterLayout(worldSize: worldSize, router: file.router, attentionRanks: file.attention,
+        return try ClusterLayout(worldSize: worldSize, router: file.router, routers: file.routers, attentionRanks: file.attention,
                                  expertsByRank: file.experts, layers: file.layers, routedExperts: routedExperts,
                                  moeLayers: moeLayers, source: source)
     }
@@ -254,7 +290,7 @@ extension ClusterLayout {
     /// 0..<n, each once, for `load` to accept it with that world size).
     public static func worldSize(of url: URL) throws(LayoutError) -> Int {
         let file = try LayoutFile(url)
-        return Set([file.router] + file.attention + file.experts.keys).count
+        return Set(Array(file.routers?.keys ?? [file.router: []].keys) + file.attention + file.experts.keys).count
     }
 }
 
@@ -271,7 +307,11 @@ extension ClusterLayout {
         }
         var lines = ["{"]
         if let description { lines.append("  \"description\": \(quoted(description)),") }
-        lines.append("  \"router\": \(router),")
+        if routers.count == 1 {
+            lines.append("  \"router\": \(router),")
+        } else {
+            lines.append("  \"routers\": " + placement(routers, indent: "  ") + ",")
+        }
         lines.append("  \"attention\": \"\(Self.ranges(attentionRanks))\",")
         lines.append("  \"experts\": " + placement(expertsByRank, indent: "  ") + (layers.isEmpty ? "" : ","))
         if !layers.isEmpty {
@@ -286,12 +326,15 @@ extension ClusterLayout {
 
 /// The placement a layout file spells, parsed but not yet validated as a layout.
 struct LayoutFile {
+    /// Router rank → the attention ranks it serves; nil for the single-router form (`"router"`),
+    /// whose router serves every attention rank.
+    var routers: [Int: [Int]]?
     var router: Int
     var attention: [Int]
     var experts: [Int: [Int]]
     var layers: [Int: [Int: [Int]]]
 
-    static let keys: Set<String> = ["router", "attention", "experts", "layers", "description"]
+    static let keys: Set<String> = ["router", "routers", "attention", "experts", "layers", "description"]
 
     init(_ url: URL) throws(LayoutError) {
         let source = url.path
@@ -309,12 +352,30 @@ struct LayoutFile {
         let unknown = top.keys.filter { !Self.keys.contains($0) }.sorted()
         guard unknown.isEmpty else { throw .unknownKeys(unknown, source: source) }
 
-        guard let routerValue = top["router"] else { throw .missingKey("router", source: source) }
-        guard case .int(let router) = routerValue else {
-            throw .wrongType(field: "router", expected: "a rank number", found: routerValue.kind, source: source)
+        var router = 0
+        var routers: [Int: [Int]]?
+        switch (top["router"], top["routers"]) {
+        case (nil, nil): throw .missingKey("router", source: source)
+        case (.some, .some): throw .routerAndRouters(source: source)
+        case (let routerValue?, nil):
+            guard case .int(let rank) = routerValue else {
+                throw .wrongType(field: "router", expected: "a rank number", found: routerValue.kind, source: source)
+            }
+            router = rank
+        case (nil, let routersValue?):
+            let map = try Self.placement(routersValue, field: "routers", source: source, what: "router rank → the attention ranks it serves")
+            guard !map.isEmpty else { throw .routerServesNothing(router: nil, source: source) }
+            routers = map
         }
-        guard let attentionValue = top["attention"] else { throw .missingKey("attention", source: source) }
-        let attention = try Self.ids(attentionValue, field: "attention", source: source)
+        let attention: [Int]
+        if let attentionValue = top["attention"] {
+            attention = try Self.ids(attentionValue, field: "attention", source: source)
+        } else if let routers {
+            // With "routers", the attention ranks are the ones the routers serve.
+            attention = Array(Set(routers.values.joined())).sorted()
+        } else {
+            throw .missingKey("attention", source: source)
+        }
         guard let expertsValue = top["experts"] else { throw .missingKey("experts", source: source) }
         let experts = try Self.placement(expertsValue, field: "experts", source: source)
         var layers: [Int: [Int: [Int]]] = [:]
@@ -334,6 +395,7 @@ struct LayoutFile {
                 keyOfLayer[layer] = key
             }
         }
+        self.routers = routers
         self.router = router
         self.attention = attention
         self.experts = experts
@@ -341,9 +403,10 @@ struct LayoutFile {
     }
 
     /// An object of expert rank (a string key) → expert ids, at `field`.
-    static func placement(_ value: JSONValue, field: String, source: String) throws(LayoutError) -> [Int: [Int]] {
+    static func placement(_ value: JSONValue, field: String, source: String,
+                          what: String = "rank → expert ids") throws(LayoutError) -> [Int: [Int]] {
         guard case .object(let object) = value else {
-            throw .wrongType(field: field, expected: "an object of rank → expert ids", found: value.kind, source: source)
+            throw .wrongType(field: field, expected: "an object of \(what)", found: value.kind, source: source)
         }
         var placement: [Int: [Int]] = [:]
         var keyOfRank: [Int: String] = [:]
@@ -497,8 +560,17 @@ extension ClusterLayout {
                           Self.bytes(directories.values.reduce(0, +))])
         }
         return Self.columns(rows, rightAligned: [true, false, false, false, true])
+            + (routerTable.map { "\n\n" + $0 } ?? "")
             + (placementTable.map { "\n\n" + $0 } ?? "")
             + (hosts.isEmpty ? "" : "\n\n" + Self.columns(nodes, rightAligned: [false, false, true, true]))
+    }
+
+    /// For a layout with several routers, each router and the attention ranks it serves; nil otherwise.
+    var routerTable: String? {
+        guard routers.count > 1 else { return nil }
+        let rows = [["router", "serves attention ranks"]]
+            + routerRanks.map { ["\($0)" + ($0 == router ? " (plans)" : ""), Self.ranges(routers[$0]!)] }
+        return Self.columns(rows, rightAligned: [false, false])
     }
 
     /// For a layout with replicas or per-layer placements, the experts each expert rank holds
@@ -605,6 +677,18 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
                       worldSize: Int, fits: Int?, source: String)
     /// The router is not rank 0 (rank 0 takes the requests and prints the results).
     case routerNotRankZero(Int, source: String)
+    /// `"routers"` does not name rank 0 (rank 0 takes the requests and makes the step plans).
+    case routersWithoutRankZero([Int], source: String)
+    /// Both `"router"` and `"routers"` are given.
+    case routerAndRouters(source: String)
+    /// A router serving no attention rank (nil: `"routers"` is empty).
+    case routerServesNothing(router: Int?, source: String)
+    /// A router lists a rank that is not an attention rank (`role` its role, nil when placed nowhere).
+    case routerServesNonAttention(router: Int, rank: Int, role: ClusterLayout.Role?, source: String)
+    /// An attention rank listed by more than one router (or twice by one).
+    case attentionServedTwice(rank: Int, routers: [Int], source: String)
+    /// Attention ranks no router serves.
+    case attentionUnserved([Int], routers: [Int], source: String)
     case noAttentionRank(source: String)
     case noExpertRank(source: String)
     /// The model has no routed experts to place.
@@ -638,10 +722,10 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
         case .wrongType(let field, let expected, let found, let source):
             return "\(source): \(field) should be \(expected), found \(found)"
         case .missingKey(let key, let source):
-            return "\(source): required key \"\(key)\" is missing; a layout has \"router\", \"attention\" and \"experts\""
+            return "\(source): required key \"\(key)\" is missing; a layout has \"router\" (or \"routers\"), \"attention\" and \"experts\""
         case .unknownKeys(let keys, let source):
             let list = keys.map { "\"\($0)\"" }.joined(separator: ", ")
-            return "\(source): unknown key\(keys.count == 1 ? "" : "s") \(list); a layout has only \"router\", \"attention\", \"experts\", \"layers\" and \"description\""
+            return "\(source): unknown key\(keys.count == 1 ? "" : "s") \(list); a layout has only \"router\" or \"routers\", \"attention\", \"experts\", \"layers\" and \"description\""
         case .invalidEntry(let field, let entry, let reason, let source):
             return "\(source): \(field) entry \(entry) is invalid: \(reason)"
         case .rankMismatch(let missing, let duplicated, let outOfRange, let n, let fits, let source):
@@ -663,6 +747,23 @@ public enum LayoutError: Error, Sendable, Equatable, CustomStringConvertible {
                 + "; place each rank \(ClusterLayout.ranges(Array(0..<n))) exactly once\(fix)"
         case .routerNotRankZero(let rank, let source):
             return "\(source): the router is rank \(rank), but it must be rank 0 (rank 0 takes the requests); set \"router\": 0 and move rank 0's role to rank \(rank)"
+        case .routersWithoutRankZero(let routers, let source):
+            return "\(source): \"routers\" names rank\(routers.count == 1 ? "" : "s") \(ClusterLayout.ranges(routers)) but not rank 0; rank 0 must be a router (it takes the requests and makes the step plans)"
+        case .routerAndRouters(let source):
+            return "\(source): both \"router\" and \"routers\" are given; use \"router\": 0 for one router, or only \"routers\" (router rank → the attention ranks it serves)"
+        case .routerServesNothing(nil, let source):
+            return "\(source): \"routers\" is empty; name rank 0 and the attention ranks it serves, e.g. {\"0\": [1]}"
+        case .routerServesNothing(let router?, let source):
+            return "\(source): router \(router) serves no attention rank; give it attention ranks in \"routers\", or make rank \(router) an attention or expert rank"
+        case .routerServesNonAttention(let router, let rank, let role, let source):
+            let what = role.map { "the \($0.rawValue) rank" } ?? "not a rank of this layout"
+            return "\(source): router \(router) serves rank \(rank), but it is \(what); a router serves attention ranks (listed in \"attention\", or only in \"routers\")"
+        case .attentionServedTwice(let rank, let routers, let source):
+            let who = Set(routers).count == 1 ? "router \(routers[0]) lists it twice" : "routers \(routers.map(String.init).joined(separator: " and ")) both list it"
+            return "\(source): attention rank \(rank) is served by more than one router (\(who)); list each attention rank under exactly one router in \"routers\""
+        case .attentionUnserved(let ranks, let routers, let source):
+            let which = ranks.count == 1 ? "attention rank \(ranks[0]) is" : "attention ranks \(ClusterLayout.ranges(ranks)) are"
+            return "\(source): \(which) served by no router; list \(ranks.count == 1 ? "it" : "each") under one of the routers \(ClusterLayout.ranges(routers)) in \"routers\""
         case .noAttentionRank(let source):
             return "\(source): no attention rank; list at least one rank in \"attention\""
         case .noExpertRank(let source):

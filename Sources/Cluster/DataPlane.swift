@@ -74,12 +74,17 @@ public struct CombineResult {
     public let bytes: Int
 }
 
-/// The expert data plane over the communicator of the router and the expert ranks, in
-/// the spirit of DeepEP: the router computes a layout, `dispatch`es token rows (each
-/// carrying its experts), the expert ranks run them, and `combine` brings every (token,
-/// expert) output back, unweighted, for the router to sum in the gate's order
+/// The expert data plane over the communicator of the routers and the expert ranks, in
+/// the spirit of DeepEP: each router computes a layout for its tokens, `dispatch`es token
+/// rows (each carrying its experts), the expert ranks run every router's rows of the layer
+/// in one exchange, and `combine` brings each router every (token, expert) output of its
+/// rows back, unweighted, for it to sum in the gate's order
 /// (`RoutedExperts.sum`): a per-rank partial sum would make the result depend on which
 /// rank holds which expert. Activations travel as raw MPI buffers.
+///
+/// With several routers, an expert rank receives the rows of each (counts from each router,
+/// `MPI_Alltoall`), runs its experts once over all of them, and returns each router the
+/// outputs of that router's rows, in the order it sent them.
 ///
 /// Row format router → expert: `hidden` activations, then `topK` expert ids (-1 for slots
 /// another rank answers: experts held elsewhere, or replicas the layout gave another rank). Expert → router: `hidden` values per (row, held slot), by row then
@@ -88,16 +93,19 @@ public struct CombineResult {
 /// ranks (on a crowded node the router itself may not be scheduled while experts compute).
 public final class ExpertDataPlane {
     public let comm: Communicator
-    public let router: Int
+    /// The communicator ranks of every router, ascending; the first is rank 0's, which
+    /// plans (and times the baseline all-to-all).
+    public let routers: [Int]
+    public var router: Int { routers[0] }
     public let hidden: Int
     public let topK: Int
     var width: Int { hidden + topK }
     /// Owned buffers: a dispatch in flight reads `outgoing` until `combine` completes it.
-    private let outgoing = Scratch(), incoming = Scratch()
+    private let outgoing = Scratch(), incoming = Scratch(), results = Scratch()
 
-    public init(comm: Communicator, router: Int, hidden: Int, topK: Int) {
+    public init(comm: Communicator, routers: [Int], hidden: Int, topK: Int) {
         self.comm = comm
-        self.router = router
+        self.routers = routers.sorted()
         self.hidden = hidden
         self.topK = topK
     }
@@ -111,8 +119,7 @@ public final class ExpertDataPlane {
     /// The exchange stays in flight; `combine` completes it.
     public func dispatch(_ x: UnsafePointer<Float>, routing: RoutingTable, layout: DispatchLayout) throws -> DispatchHandle {
         let start = DispatchTime.now().uptimeNanoseconds
-        var counts = layout.rows.map { Int32($0) }
-        try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
+        _ = try comm.allToAll(layout.rows.map { Int32($0) })
         let total = layout.rows.reduce(0, +) * width
         let send = outgoing.floats(total)
         var row = send
@@ -135,7 +142,7 @@ public final class ExpertDataPlane {
     public func combine(_ handle: DispatchHandle, into slots: UnsafeMutablePointer<Float>) throws -> CombineResult {
         let start = DispatchTime.now().uptimeNanoseconds
         let pairs = handle.layout.pairs
-        let counts = pairs.enumerated().map { $0.offset == router ? 0 : $0.element * hidden + Self.trailer }
+        let counts = pairs.enumerated().map { routers.contains($0.offset) ? 0 : $0.element * hidden + Self.trailer }
         let total = counts.reduce(0, +)
         let received = incoming.floats(total)
         try comm.allToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: none,
@@ -144,7 +151,7 @@ public final class ExpertDataPlane {
         try handle.request.wait()
         var slowestWait = 0.0, slowest = 0.0
         var at = received
-        for (rank, answered) in handle.layout.slots.enumerated() where rank != router {
+        for (rank, answered) in handle.layout.slots.enumerated() where !routers.contains(rank) {
             for slot in answered {
                 (slots + slot * hidden).update(from: at, count: hidden)
                 at += hidden
@@ -159,45 +166,56 @@ public final class ExpertDataPlane {
 
     // MARK: expert side
 
-    /// Receives this rank's rows for one layer, runs `experts` on them and returns their
-    /// outputs. Returns the rows served and the seconds their FFNs took.
+    /// Receives every router's rows for one layer, runs `experts` once on all of them and
+    /// returns each router the outputs of its rows. Returns the rows served and the seconds
+    /// their FFNs took.
     @discardableResult
     public func serve(_ experts: RoutedExperts) throws -> (rows: Int, seconds: Double) {
-        var counts = [Int32](repeating: 0, count: comm.size)
-        try counts.withUnsafeMutableBufferPointer { try comm.broadcast($0, root: router) }
-        let rows = Int(counts[comm.rank])
+        let counts = try comm.allToAll(Array(repeating: 0, count: comm.size))
+        let rowsFrom = routers.map { Int(counts[$0]) }
+        let rows = rowsFrom.reduce(0, +)
         let announced = DispatchTime.now().uptimeNanoseconds
         let x = incoming.floats(rows * width)
+        var recvCounts = none
+        for (i, r) in routers.enumerated() { recvCounts[r] = rowsFrom[i] * width }
         // Dispatch is non-blocking on every rank: a non-blocking collective never matches a blocking one.
         try comm.startAllToAllV(send: UnsafeBufferPointer(start: nil, count: 0), sendCounts: none,
-                                recv: UnsafeMutableBufferPointer(start: x, count: rows * width), recvCounts: fromRouter(rows * width)).wait()
+                                recv: UnsafeMutableBufferPointer(start: x, count: rows * width), recvCounts: recvCounts).wait()
         let start = DispatchTime.now().uptimeNanoseconds
+        // Rows arrive router by router, so each router's (row, slot) outputs are one run of `pairsFrom`.
         var byExpert: [Int: [RoutingAssignments.Pair]] = [:], pairs = 0
+        var pairsFrom = [Int](repeating: 0, count: routers.count), segment = 0, segmentEnd = rowsFrom.first ?? 0
         for r in 0..<rows {
+            while r >= segmentEnd { segment += 1; segmentEnd += rowsFrom[segment] }
             let row = x + r * width
             for k in 0..<topK where row[hidden + k] >= 0 {
                 byExpert[Int(row[hidden + k]), default: []].append(.init(token: r, row: pairs))
                 pairs += 1
+                pairsFrom[segment] += 1
             }
         }
-        let count = pairs * hidden + Self.trailer
+        var sendCounts = none
+        for (i, r) in routers.enumerated() { sendCounts[r] = pairsFrom[i] * hidden + Self.trailer }
+        let count = sendCounts.reduce(0, +)
         let out = outgoing.floats(count)
-        experts.run(x, ldx: width, table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }), into: out)
+        // One router: the outputs go straight to the send buffer; several: each router's run is
+        // followed by its trailer, so they are computed apart and copied.
+        let computed = routers.count == 1 ? out : results.floats(pairs * hidden)
+        experts.run(x, ldx: width, table: RoutingAssignments(byExpert: byExpert.keys.sorted().map { ($0, byExpert[$0]!) }), into: computed)
         let ffnSeconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        out[pairs * hidden] = Float(Double(start - announced) / 1e9)
-        out[pairs * hidden + 1] = Float(ffnSeconds)
-        try comm.allToAllV(send: UnsafeBufferPointer(start: out, count: count), sendCounts: fromRouter(count),
+        var at = out, from = computed
+        for n in pairsFrom {
+            if computed != out { at.update(from: from, count: n * hidden) }
+            at[n * hidden] = Float(Double(start - announced) / 1e9)
+            at[n * hidden + 1] = Float(ffnSeconds)
+            at += n * hidden + Self.trailer
+            from += n * hidden
+        }
+        try comm.allToAllV(send: UnsafeBufferPointer(start: out, count: count), sendCounts: sendCounts,
                            recv: UnsafeMutableBufferPointer(start: nil, count: 0), recvCounts: none)
         return (rows, ffnSeconds)
     }
 
     /// Zero counts for every rank: the side of an exchange this rank does not take part in.
     private var none: [Int] { Array(repeating: 0, count: comm.size) }
-
-    /// `n` elements between this rank and the router, none with anyone else.
-    private func fromRouter(_ n: Int) -> [Int] {
-        var counts = none
-        counts[router] = n
-        return counts
-    }
 }

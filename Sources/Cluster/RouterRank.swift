@@ -12,29 +12,27 @@ enum Tag {
     static let stepResult = 1
     static let logits = 2
     static let stats = 3
+    /// A router's `RouterTraffic` (JSON), sent to rank 0 at shutdown by every other router.
+    static let routerTraffic = 4
     /// Hidden states of MoE layer `l` travel with tag `hiddenBase + l`.
     static let hiddenBase = 100
 }
 
-/// Rank 0's side of a step: it plans, broadcasts the plan, gates every MoE layer,
-/// dispatches tokens to the expert ranks, combines their answers, returns each attention
-/// rank its tokens, and collects the sampled tokens. It is the `StepExecutor` the
+/// Rank 0's side of a step: it plans, broadcasts the plan, gates every MoE layer of the
+/// attention ranks it serves (all of them with one router; `GroupRouterRank`s serve the
+/// others), dispatches tokens to the expert ranks, combines their answers, returns each
+/// attention rank its tokens, and collects every attention rank's sampled tokens. It is the `StepExecutor` the
 /// `Generator` drives, so requests, stop conditions and streaming are the same code as
 /// in one process.
 public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad {
     let world: Communicator
-    let plane: ExpertDataPlane
     let layout: ClusterLayout
     let config: ModelConfig
-    let gates: [Int: Gate]
-    public let profile: AllToAllProfile
-    /// World rank of each expert-communicator rank.
-    let expertCommRanks: [Int]
-    /// Per MoE layer, the expert-communicator ranks holding each routed expert (its replicas).
-    let replicas: [Int: [[Int]]]
-    private var routing = RoutingTable(topK: 1)
-    private let hidden = Scratch(), combined = Scratch(), slots = Scratch()
-    /// Routing of `routingLayer` in the last step, in plan token order.
+    /// Gating, dispatch and combine for the attention ranks rank 0 serves.
+    let moe: MoERouter
+    public var profile: AllToAllProfile { moe.profile }
+    /// Routing of `routingLayer` in the last step, in plan token order (tokens of attention
+    /// ranks another router serves: empty).
     public var routingLayer: Int?
     public private(set) var lastRouting: [[Int]] = []
     private var layerSamples: [MoELayerSample] = []
@@ -44,27 +42,14 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
     init(world: Communicator, expertComm: Communicator, expertCommRanks: [Int], layout: ClusterLayout, checkpoint: Checkpoint) throws {
         self.world = world
         self.layout = layout
-        self.expertCommRanks = expertCommRanks
         config = checkpoint.config
-        var replicas: [Int: [[Int]]] = [:]
-        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) {
-            replicas[l] = layout.replicas(layer: l).map { $0.map { expertCommRanks.firstIndex(of: $0)! } }
-        }
-        self.replicas = replicas
-        plane = ExpertDataPlane(comm: expertComm, router: expertCommRanks.firstIndex(of: layout.router)!,
-                                hidden: config.hiddenSize, topK: config.numExpertsPerTok)
-        var gates: [Int: Gate] = [:]
-        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) { gates[l] = try Gate(checkpoint: checkpoint, layer: l) }
-        self.gates = gates
-        profile = AllToAllProfile(worldSize: world.size, routedExperts: config.nRoutedExperts)
-        routing = RoutingTable(topK: config.numExpertsPerTok)
+        moe = try MoERouter(world: world, expertComm: expertComm, expertCommRanks: expertCommRanks, layout: layout, checkpoint: checkpoint)
     }
 
     public var vocabSize: Int { config.vocabSize }
     public var contextLength: Int { config.maxPositionEmbeddings }
     public var cachePools: Int { layout.attentionRanks.count }
 
-    private var activity = RankActivity()
     private var tokensRun = 0
 
     /// Whether a step is under way: the other ranks are then mid-step, and only aborting
@@ -76,7 +61,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
         let output = try step(plan)
         isInStep = false
         if plan.tokenCount > 0 {
-            activity.steps += 1
+            moe.activity.steps += 1
             tokensRun += plan.tokenCount
         }
         return output
@@ -95,17 +80,21 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
         var output = StepOutput()
         guard plan.tokenCount > 0 else { return output }
 
-        // Rows per attention rank, in the order that rank runs them (its work in plan order).
-        var rows: [(rank: Int, count: Int)] = []
-        for a in layout.attentionRanks {
-            let n = wire.work.filter { $0.attentionRank == a }.reduce(0) { $0 + $1.tokens.count }
-            if n > 0 { rows.append((a, n)) }
-        }
+        // Rows per attention rank rank 0 serves; every attention rank with work returns its results here.
+        let rows = moe.rows(of: wire)
         for l in 0..<config.numHiddenLayers where config.isMoELayer(l) {
-            try serve(layer: l, rows: rows, plan: wire)
+            let served = try moe.serve(layer: l, rows: rows)
+            if l == routingLayer { lastRouting = planOrder(rows: rows, plan: wire) }
+            if collectsLayerSamples {
+                let ranks = moe.expertCommRanks.indices.filter { !moe.plane.routers.contains($0) }
+                layerSamples.append(MoELayerSample(layer: l, dispatchSeconds: served.combine.dispatchSeconds,
+                                                   combineSeconds: served.combine.combineSeconds,
+                                                   rowsPerExpertRank: ranks.map { served.layout.rows[$0] }))
+            }
         }
+        let working = layout.attentionRanks.filter { a in wire.work.contains { $0.attentionRank == a && !$0.tokens.isEmpty } }
         let sampling = Set(plan.work.filter(\.samples).map(\.sequence))
-        for (a, _) in rows {
+        for a in working {
             let (bytes, source) = try world.receive(from: a, tag: Tag.stepResult)
             guard case .stepResult(let result) = try ControlMessage.decode(bytes, from: source) else {
                 throw ClusterError.unexpectedMessage(from: source, expected: "step result")
@@ -126,54 +115,9 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
     }
 
 
-    /// One MoE layer: gather the attention ranks' hidden states, gate, dispatch, combine, return.
-    private func serve(layer l: Int, rows: [(rank: Int, count: Int)], plan: WirePlan) throws {
-        let d = config.hiddenSize
-        let total = rows.reduce(0) { $0 + $1.count }
-        let x = hidden.floats(total * d), out = combined.floats(total * d)
-        var at = 0
-        for (a, n) in rows {
-            _ = try world.receiveFloats(into: UnsafeMutableBufferPointer(start: x + at * d, count: n * d), from: a, tag: Tag.hiddenBase + l)
-            profile.addBytes(from: a, to: world.rank, n * d * 4)
-            at += n
-        }
-        activity.busy { gates[l]!.route(x, tokens: total, into: &routing) }
-        if l == routingLayer { lastRouting = planOrder(rows: rows, plan: plan) }
-        let replicas = self.replicas[l]!
-        let dispatchLayout = DispatchLayout(routing: routing, ranks: expertCommRanks.count) { replicas[$0] }
-        let handle = try plane.dispatch(x, routing: routing, layout: dispatchLayout)
-        let outputs = slots.floats(total * routing.topK * d)
-        let combine = try plane.combine(handle, into: outputs)
-        routing.weights.withUnsafeBufferPointer {
-            RoutedExperts.sum(outputs, weights: $0.baseAddress!, topK: routing.topK, tokens: total, hidden: d, into: out)
-        }
-        var rowsPerRank: [Int: Int] = [:], pairsPerRank: [Int: Int] = [:]
-        for (r, n) in dispatchLayout.rows.enumerated() where expertCommRanks[r] != world.rank {
-            rowsPerRank[expertCommRanks[r]] = n
-            pairsPerRank[expertCommRanks[r]] = dispatchLayout.pairs[r]
-            profile.addBytes(from: world.rank, to: expertCommRanks[r], n * plane.width * 4)
-            profile.addBytes(from: expertCommRanks[r], to: world.rank, (dispatchLayout.pairs[r] * d + ExpertDataPlane.trailer) * 4)
-        }
-        if collectsLayerSamples {
-            layerSamples.append(MoELayerSample(layer: l, dispatchSeconds: combine.dispatchSeconds, combineSeconds: combine.combineSeconds,
-                                           rowsPerExpertRank: expertCommRanks.indices.filter { expertCommRanks[$0] != world.rank }
-                                               .map { dispatchLayout.rows[$0] }))
-        }
-        profile.record(layer: l, dispatch: combine.dispatchSeconds, combine: combine.combineSeconds, expert: combine.expertSeconds,
-                       dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,
-                       experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank,
-                       pairsPerRank: pairsPerRank)
-        at = 0
-        for (a, n) in rows {
-            try world.sendFloats(UnsafeBufferPointer(start: out + at * d, count: n * d), to: a, tag: Tag.hiddenBase + l)
-            profile.addBytes(from: world.rank, to: a, n * d * 4)
-            at += n
-        }
-    }
-
     /// The gates' counts over the run: the profile's tokens per expert.
     public var expertLoad: ExpertLoadCounts {
-        ExpertLoadCounts(steps: activity.steps, tokens: tokensRun, tokensPerExpert: profile.layers.mapValues(\.tokensPerExpert))
+        ExpertLoadCounts(steps: moe.activity.steps, tokens: tokensRun, tokensPerExpert: profile.layers.mapValues(\.tokensPerExpert))
     }
 
     public func takeMoELayerSamples() -> [MoELayerSample] {
@@ -187,8 +131,11 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
         for (a, n) in rows { offsets[a] = at; at += n }
         var out: [[Int]] = []
         for w in plan.work {
-            let start = offsets[w.attentionRank]!
-            for i in 0..<w.tokens.count { out.append(routing.sortedExperts(token: start + i)) }
+            guard let start = offsets[w.attentionRank] else {
+                out += Array(repeating: [], count: w.tokens.count)
+                continue
+            }
+            for i in 0..<w.tokens.count { out.append(moe.routing.sortedExperts(token: start + i)) }
             offsets[w.attentionRank] = start + w.tokens.count
         }
         return out
@@ -197,9 +144,12 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
     /// Ends the run on every rank; first times a raw all-to-all of this run's mean
     /// dispatch and combine sizes between the same ranks, as the profile's baseline.
     func shutdown(reason: String) throws {
+        let plane = moe.plane, expertCommRanks = moe.expertCommRanks
         let rows = profile.meanRowsPerRank, pairs = profile.meanPairsPerRank
         let dispatchCounts = expertCommRanks.map { Int((rows[$0] ?? 0).rounded()) * plane.width }
-        let combineCounts = expertCommRanks.map { $0 == world.rank ? 0 : Int((pairs[$0] ?? 0).rounded()) * plane.hidden + ExpertDataPlane.trailer }
+        let combineCounts = expertCommRanks.indices.map {
+            plane.routers.contains($0) ? 0 : Int((pairs[expertCommRanks[$0]] ?? 0).rounded()) * plane.hidden + ExpertDataPlane.trailer
+        }
         let repetitions = rows.isEmpty ? 0 : 30
         let message = Shutdown(reason: reason, baselineDispatchCounts: dispatchCounts, baselineCombineCounts: combineCounts,
                                baselineRepetitions: repetitions)
@@ -207,7 +157,16 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
         if repetitions > 0 {
             profile.baseline = try RawAllToAll.time(comm: plane.comm, router: plane.router, shutdown: message)
         }
-        var activities = [activity.stats(rank: world.rank)]
+        // The other routers' traffic first: each sends it before its stats.
+        var traffic = [profile.traffic(rank: world.rank, attentionRanks: moe.attentionRanks)]
+        for r in layout.routerRanks where r != world.rank {
+            let (bytes, _) = try world.receive(from: r, tag: Tag.routerTraffic)
+            let other = try JSONDecoder().decode(RouterTraffic.self, from: Data(bytes))
+            profile.merge(other)
+            traffic.append(other)
+        }
+        profile.routers = traffic
+        var activities = [moe.activity.stats(rank: world.rank)]
         for r in 0..<world.size where r != world.rank {
             let (bytes, source) = try world.receive(from: r, tag: Tag.stats)
             guard case .stats(let stats) = try ControlMessage.decode(bytes, from: source) else {

@@ -30,6 +30,23 @@ extension Communicator {
         return request
     }
 
+    /// Sends `values[r]` to each rank `r` and returns what each rank sent this one, in rank
+    /// order (`MPI_Alltoall` of one value per pair): how the routers tell every expert rank
+    /// how many rows each will send it. Collective.
+    public func allToAll(_ values: [Int32]) throws -> [Int32] {
+        let op = "MPI_Alltoall"
+        guard values.count == size else {
+            throw TransportError.invalidArgument(operation: op, message: "values has \(values.count) entries for \(size) ranks")
+        }
+        var received = [Int32](repeating: 0, count: size)
+        try values.withUnsafeBufferPointer { send in
+            try received.withUnsafeMutableBufferPointer { recv in
+                try check(MPI_Alltoall(send.baseAddress, 1, conclave_int32(), recv.baseAddress, 1, conclave_int32(), handle), op)
+            }
+        }
+        return received
+    }
+
     /// Counts and displacements as MPI wants them, after checking they fit the buffers.
     private func layout(_ op: String, _ sendCapacity: Int, _ sendCounts: [Int], _ recvCapacity: Int, _ recvCounts: [Int])
         throws -> ([Int32], [Int32], [Int32], [Int32]) {
