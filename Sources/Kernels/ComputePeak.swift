@@ -32,8 +32,9 @@ public enum ComputePeak {
         var engine: dnnl_engine_t?
         guard dnnl_engine_create(&engine, dnnl_cpu, 0) == dnnl_success, let engine else { return nil }
         defer { dnnl_engine_destroy(engine) }
-        // Primitives are built for, and run with, one OpenMP thread (see `limitOpenMPToCallingThread`).
-        limitOpenMPToCallingThread()
+        // Built for, and run with, one OpenMP thread (`OpenMP.limitCallingThread`): oneDNN's own
+        // threads would compete with the pool's and keep spinning after the measurement.
+        OpenMP.limitCallingThread()
         let threads = pool?.threads ?? 1
         let products = (0..<threads).compactMap { _ in SquareMatmul(size: size, engine: engine) }
         guard products.count == threads else { return nil }
@@ -42,7 +43,7 @@ public enum ComputePeak {
         ok.initialize(repeating: true)
         let seconds = fastest {
             onEachThread(pool) { part in
-                limitOpenMPToCallingThread()
+                OpenMP.limitCallingThread()
                 ok[part] = ok[part] && products[part].run()
             }
         }
@@ -147,15 +148,5 @@ private final class SquareMatmul {
                     dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: memories[2])]
         return dnnl_primitive_execute(primitive, stream, Int32(args.count), &args) == dnnl_success
             && dnnl_stream_wait(stream) == dnnl_success
-    }
-}
-
-/// Makes oneDNN calls from this thread run on it alone, as `BF16Matmul` does (copied from its
-/// `OpenMP.limitCallingThread` so this file stands alone): oneDNN's own OpenMP threads would
-/// compete with the pool's for the same cores and keep spinning after the measurement.
-private func limitOpenMPToCallingThread() {
-    typealias SetThreads = @convention(c) (Int32) -> Void
-    if let set = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "omp_set_num_threads") {
-        unsafeBitCast(set, to: SetThreads.self)(1)
     }
 }
