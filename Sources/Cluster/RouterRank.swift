@@ -26,7 +26,7 @@ enum Tag {
 /// in one process.
 public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad {
     let world: Communicator
-    let layout: ClusterLayout
+    public let layout: ClusterLayout
     let config: ModelConfig
     /// Gating, dispatch and combine for the attention ranks rank 0 serves.
     let moe: MoERouter

@@ -8,7 +8,7 @@ import Foundation
 /// `--record-expert-load FILE` on `generate` and `serve`.
 struct ExpertLoadOption: ParsableArguments {
     @Option(name: .customLong("record-expert-load"),
-            help: "Write the tokens routed to each expert of every MoE layer over this run as JSON (the model's fingerprint, the time window and steps, per layer the counts by expert id), the input of plan-placement. In one process the local gates count; under mpirun, the router (rank 0) writes it.")
+            help: "Write the tokens routed to each expert of every MoE layer over this run as JSON (the model's fingerprint, the time window and steps, per layer the counts by expert id), the input of plan-placement. In one process the local gates count; under mpirun, the router (rank 0) writes it (layouts with one router).")
     var recordExpertLoad: String?
 }
 
@@ -25,6 +25,10 @@ final class ExpertLoadRecorder {
     /// Nil when the executor counts nothing (it never should: both executors run the gates or the router).
     init?(file: URL, model: URL, executor: Executor) throws {
         guard let source = executor.stepExecutor as? CountsExpertLoad else { return nil }
+        // Rank 0 counts only its own routers' tokens during a run; the others' reach it at shutdown.
+        if case .cluster(let session) = executor, session.router.layout.routerRanks.count > 1 {
+            throw ValidationError("--record-expert-load counts what rank 0's router gates; this layout has \(session.router.layout.routerRanks.count) routers, whose tokens it would miss: record with a one-router layout")
+        }
         self.file = file
         self.model = model
         self.source = source

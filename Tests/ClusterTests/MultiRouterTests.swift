@@ -186,4 +186,18 @@ import Testing
                 "tokens per expert \(perExpert), tokens \(tokens)")
         #expect(cluster.stderr.contains("# routers, per MoE layer and step"), "\(cluster.report)")
     }
+
+    /// Rank 0 gates only its own attention ranks' tokens: recording expert load with two
+    /// routers would write a partial count, so the job refuses it, naming why.
+    @Test(.timeLimit(.minutes(1)))
+    func expertLoadRecordingRefusesSeveralRouters() throws {
+        let directory = try ClusterRun.temporaryDirectory("two-routers-load")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let load = directory.appendingPathComponent("load.json")
+        let cluster = try Conclave.mpi(ranks: 6, ["generate", "--model", Conclave.fixture("v3-bf16").path, "--tokens", "0,5,6",
+                                                  "--max-tokens", "2", "--layout", Self.layout.path, "--record-expert-load", load.path])
+        #expect(!cluster.succeeded, "\(cluster.report)")
+        #expect(cluster.stderr.contains("--record-expert-load") && cluster.stderr.contains("2 routers"), "\(cluster.report)")
+        #expect(!FileManager.default.fileExists(atPath: load.path))
+    }
 }

@@ -313,7 +313,9 @@ struct TestbedRuns {
             if let kills = h0.oomKills {
                 #expect(kills > oomBefore, "host 0's cgroup counted no OOM kill (before \(oomBefore), after \(kills))")
             }
-            #expect(h0.peak <= limit)
+            // The kernel charges memory in per-CPU batches and may pass memory.max by a few pages
+            // before the OOM kill lands (seen: 4 KiB).
+            #expect(h0.peak <= limit + (256 << 10), "\(h0)")
 
             // Split over three hosts under the same limit: it runs, and gives one process's logits.
             let split = try Testbed.run(logits, options: ["--slots", "2,1,1"])
