@@ -239,12 +239,7 @@ private final class Plan {
             dnnl_primitive_desc_destroy(descriptor)
         }
 
-        /// oneDNN's name for the kernel it chose (`brg:avx512_core_bf16`, `gemm:jit`, `ref:any`…).
-        var implementation: String {
-            var info: UnsafePointer<CChar>?
-            dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
-            return info.map { String(cString: $0) } ?? "?"
-        }
+        var implementation: String { OneDNNPrimitive.implementation(descriptor) }
 
         /// Runs this part; `x` is the whole bf16 activation block, `y` the caller's output.
         func execute(_ w: UnsafePointer<UInt16>, _ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>,
@@ -311,5 +306,14 @@ enum OpenMP {
     /// Makes oneDNN calls from this thread run on it alone (a per-thread OpenMP setting).
     static func limitCallingThread() {
         if maxThreads != 1 { setter?(1) }
+    }
+}
+
+/// oneDNN's name for the kernel a primitive descriptor chose (`brg:avx512_core_bf16`, `gemm:jit`, `ref:any`…).
+enum OneDNNPrimitive {
+    static func implementation(_ descriptor: dnnl_primitive_desc_t) -> String {
+        var info: UnsafePointer<CChar>?
+        dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
+        return info.map { String(cString: $0) } ?? "?"
     }
 }

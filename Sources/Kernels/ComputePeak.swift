@@ -137,11 +137,7 @@ private final class SquareMatmul {
         dnnl_primitive_desc_destroy(descriptor)
     }
 
-    var implementation: String {
-        var info: UnsafePointer<CChar>?
-        dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
-        return info.map { String(cString: $0) } ?? "?"
-    }
+    var implementation: String { OneDNNPrimitive.implementation(descriptor) }
 
     func run() -> Bool {
         var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: memories[0]), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: memories[1]),

@@ -57,6 +57,15 @@ import Glibc
                             routing: try #require(routing["experts"] as? [[Int]], sourceLocation: sourceLocation))
     }
 
+    /// Every position's logits are the same bits in the cluster's output as in one process's.
+    static func expectSameLogits(_ one: LogitsOutput, _ many: LogitsOutput, sourceLocation: SourceLocation = #_sourceLocation) {
+        for (position, (a, b)) in zip(one.logits, many.logits).enumerated() {
+            let differing = zip(a, b).filter { $0 != $1 }.count
+            #expect(a.count == b.count && !a.isEmpty && differing == 0,
+                    "position \(position): \(differing) of \(a.count) logits differ between cluster and one process", sourceLocation: sourceLocation)
+        }
+    }
+
     /// The token ids of `generate --json` output lines, in order.
     static func generatedTokens(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[Int]] {
         try result.stdoutLines.map { line in
@@ -126,11 +135,7 @@ import Glibc
         #expect(many.tokens == reference.prompt)
         try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count,
                      "positions: single \(one.logits.count), cluster \(many.logits.count), prompt \(reference.prompt.count)")
-        for (position, (a, b)) in zip(one.logits, many.logits).enumerated() {
-            try #require(a.count == b.count && !a.isEmpty, "position \(position): \(a.count) vs \(b.count) logits")
-            let differing = zip(a, b).filter { $0 != $1 }.count
-            #expect(differing == 0, "position \(position): \(differing) of \(a.count) logits differ between cluster and one process")
-        }
+        Self.expectSameLogits(one, many)
         #expect(one.routingLayer == reference.routingLayer && many.routingLayer == reference.routingLayer)
         #expect(many.routing == one.routing, "cluster routing \(many.routing)\nsingle routing \(one.routing)")
         #expect(many.routing == reference.routing, "cluster routing \(many.routing)\nreference routing \(reference.routing)")

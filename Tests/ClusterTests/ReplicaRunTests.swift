@@ -52,10 +52,7 @@ import Testing
         try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
         let one = try ClusterRun.parseLogits(single), many = try ClusterRun.parseLogits(cluster)
         try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count)
-        for (position, (a, b)) in zip(one.logits, many.logits).enumerated() {
-            let differing = zip(a, b).filter { $0 != $1 }.count
-            #expect(a.count == b.count && differing == 0, "position \(position): \(differing) of \(a.count) logits differ from one process")
-        }
+        ClusterRun.expectSameLogits(one, many)
         #expect(many.routing == one.routing)
         #expect(cluster.stderr.contains("MoE layers  rank 2"), "the start-up table does not list the placements\n\(cluster.report)")
         let layers = try Self.profileRows(profile)
