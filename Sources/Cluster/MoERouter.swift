@@ -95,7 +95,7 @@ final class MoERouter {
         }
         profile.record(layer: l, dispatch: combine.dispatchSeconds, combine: combine.combineSeconds, expert: combine.expertSeconds,
                        dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,
-                       experts: Array(routing.experts[..<(total * routing.topK)]), rowsPerRank: rowsPerRank,
+                       experts: routing.experts, rowsPerRank: rowsPerRank,
                        pairsPerRank: pairsPerRank, attentionBytes: 2 * total * d * 4)
         at = 0
         for (a, n) in rows {

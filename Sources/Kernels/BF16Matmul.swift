@@ -1,9 +1,10 @@
 internal import COneDNN
 import Foundation
 
-/// `y = x · Wᵀ` for a bf16 weight and many tokens (prefill), on oneDNN's bf16 matmul
-/// (`brg:avx512_core_bf16`): at 128 tokens 700–960 GFLOP/s on this project's 2-core Zen 5
-/// machines, activation rounding included, where the SIMD kernel of `Linear.apply` reaches 70–80.
+/// `y = x · Wᵀ` for a bf16 weight and many tokens under `Numerics.fast`, on oneDNN's bf16
+/// matmul (`brg:avx512_core_bf16`): at 128 tokens 700–960 GFLOP/s on the project's 2-core
+/// Zen 5 machines, activation rounding included, where the SIMD kernel of that time reached
+/// 70–80; on the 2026-11-29 Intel Xeon 138–162 GFLOP/s, below its f32 FMA peak.
 ///
 /// - The weight is read in place: its row-major `[N × K]` storage is described to oneDNN
 ///   as the `[K × N]` weights with strides `{1, K}`. brgemm packs it per call; a cached
@@ -20,10 +21,10 @@ import Foundation
 ///   rounding token counts up to share primitives costs more per call (time grows linearly
 ///   with tokens) than building them once.
 public enum BF16Matmul {
-    /// Token count from which `multiply` beats `Linear.apply`'s SIMD kernel on every shape
-    /// measured: 1.2–1.7× at 2 tokens with weights streamed from memory (2–4× with weights
-    /// in cache), 10–14× at 128. At 1 token the SIMD kernel streams weights faster
-    /// (46 vs 32 GB/s for a 64 MB matrix).
+    /// Token count from which `Numerics.fast` uses `multiply`: on Zen 5 it beat the SIMD
+    /// kernel of that time on every shape measured, 1.2–1.7× at 2 tokens with weights
+    /// streamed from memory (2–4× with weights in cache), 10–14× at 128. At 1 token the SIMD
+    /// kernel streams weights faster (46 vs 32 GB/s for a 64 MB matrix).
     public static let minimumTokens = 2
 
     /// `y[t, r] = Σ_c W[r, c] · x[t, c]` for `t < tokens`, as `Linear.apply`: row `t` of `x`

@@ -39,10 +39,6 @@ public enum FP8 {
     static let activationFactor: Float = 0x1p64
     static let scaleFactor: Float = 0x1p56
 
-    /// Under `Numerics.fast`, token count up to which products stay exact (batched decode
-    /// is bound by bytes, where a bf16 copy of the weight only adds traffic).
-    public static let maximumSharedTokens = 16
-
     /// Rows `rows` of `w` as f32 into `out` (`[rows.count × cols]`), in quad order when
     /// `fast(w)` (multiply the activations in the same order), else in natural order.
     static func dequantize(_ w: FP8Blocks, cols: Int, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) {
@@ -67,8 +63,10 @@ public enum FP8 {
         }
     }
 
-    /// Token count from which `Numerics.fast` dequantises the weight to bf16 for oneDNN (`multiplyBF16`).
-    public static let matmulTokens = maximumSharedTokens + 1
+    /// Token count from which `Numerics.fast` dequantises the weight to bf16 for oneDNN
+    /// (`multiplyBF16`); fewer stay exact (batched decode is bound by bytes, where a bf16
+    /// copy of the weight only adds traffic).
+    public static let matmulTokens = 17
 
     /// The whole weight dequantised to bf16 (in quad order, activations reordered to match)
     /// and multiplied by `BF16Matmul`: weights carry bf16 rounding on top of the activations'

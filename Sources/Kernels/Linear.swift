@@ -6,8 +6,8 @@ public enum Numerics: String, Sendable, CaseIterable {
     /// evaluation of the stored weights and do not depend on batch, chunking, layout or
     /// thread count. The default.
     case exact
-    /// Products of two or more tokens on bf16 weights (and of more than
-    /// `FP8.maximumSharedTokens` on FP8 weights) go to oneDNN with activations rounded to
+    /// Products of two or more tokens on bf16 weights (and of `FP8.matmulTokens` or more on
+    /// FP8 weights) go to oneDNN with activations rounded to
     /// bf16 (FP8 weights too): faster prefill, results that depend on the batch.
     case fast
 
@@ -31,7 +31,22 @@ public enum Linear {
         let ldx = ldx ?? w.cols, ldy = ldy ?? w.rows
         guard tokens > 0, w.rows > 0 else { return }
         if !exact, Numerics.mode == .fast, fastProduct(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
-        applyMany([LinearJob(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy)], pool: pool)
+        // One product, the common case (every head of MLA calls it per token): no job arrays.
+        var (prepared, ld) = (x, ldx)
+        if let perLane = ExactRows.laneOrder(w) {
+            let out = ThreadScratch.current.activations.floats(tokens * w.cols)
+            laneOrder(x, tokens: tokens, ldx: ldx, cols: w.cols, perLane: perLane, into: out)
+            (prepared, ld) = (UnsafePointer(out), w.cols)
+        }
+        parallelRows(w.rows, grain: 8, pool) { rows in
+            ExactRows.rows(w, rows, prepared: prepared, ldx: ld, natural: x, naturalLd: ldx, y, ldy: ldy, tokens: tokens)
+        }
+    }
+
+    /// `tokens` rows of `x` (`ldx` apart) in a kernel's lane order, `cols` apart in `out`.
+    private static func laneOrder(_ x: UnsafePointer<Float>, tokens: Int, ldx: Int, cols: Int, perLane: Int,
+                                  into out: UnsafeMutablePointer<Float>) {
+        for t in 0..<tokens { ExactRows.prepare(x + t * ldx, cols: cols, perLane: perLane, into: out + t * cols) }
     }
 
     /// `Numerics.fast`'s oneDNN products; false when the product stays exact.
@@ -128,32 +143,31 @@ extension Linear {
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
         let jobs = jobs.filter { $0.tokens > 0 && $0.weight.rows > 0 }
         guard !jobs.isEmpty else { return }
-        // Each distinct input is put in lane order once (gate and up projections share theirs).
-        var ordered: [Int?] = [], size = 0
-        for (i, j) in jobs.enumerated() {
-            guard ExactRows.laneOrder(j.weight) != nil else { ordered.append(nil); continue }
-            if let same = jobs[..<i].indices.first(where: { ordered[$0] != nil && jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].weight.cols == j.weight.cols }) {
-                ordered.append(ordered[same])
+        // Each distinct input is put in lane order once (gate and up projections share theirs):
+        // `offsets[i]` is job i's prepared input in the buffer, `fresh` the jobs that prepare one.
+        var offsets: [Int?] = [], fresh: [Int] = [], size = 0
+        for j in jobs {
+            guard ExactRows.laneOrder(j.weight) != nil else { offsets.append(nil); continue }
+            if let same = fresh.first(where: { jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].weight.cols == j.weight.cols }) {
+                offsets.append(offsets[same])
             } else {
-                ordered.append(size)
+                fresh.append(offsets.count)
+                offsets.append(size)
                 size += j.tokens * j.weight.cols
             }
         }
-        do {
-            let base = ThreadScratch.current.activations.floats(max(size, 1))
-            for (i, j) in jobs.enumerated() {
-                guard let at = ordered[i], let perLane = ExactRows.laneOrder(j.weight),
-                      !jobs[..<i].indices.contains(where: { ordered[$0] == at }) else { continue }
-                for t in 0..<j.tokens { ExactRows.prepare(j.x + t * j.ldx, cols: j.weight.cols, perLane: perLane, into: base + at + t * j.weight.cols) }
-            }
-            var starts = [Int](), total = 0
-            for j in jobs { starts.append(total); total += j.weight.rows }
-            parallelRows(total, grain: 8, pool) { range in
-                for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
-                    let rows = max(range.lowerBound, starts[i]) - starts[i] ..< min(range.upperBound, starts[i] + j.weight.rows) - starts[i]
-                    let (x, ldx) = ordered[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
-                    ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, natural: j.x, naturalLd: j.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
-                }
+        let base = ThreadScratch.current.activations.floats(max(size, 1))
+        for i in fresh {
+            let j = jobs[i]
+            laneOrder(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.weight.cols, perLane: ExactRows.laneOrder(j.weight)!, into: base + offsets[i]!)
+        }
+        var starts = [Int](), total = 0
+        for j in jobs { starts.append(total); total += j.weight.rows }
+        parallelRows(total, grain: 8, pool) { range in
+            for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
+                let rows = max(range.lowerBound, starts[i]) - starts[i] ..< min(range.upperBound, starts[i] + j.weight.rows) - starts[i]
+                let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
+                ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, natural: j.x, naturalLd: j.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
             }
         }
     }

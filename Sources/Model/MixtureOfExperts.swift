@@ -66,9 +66,9 @@ public final class MixtureOfExperts: @unchecked Sendable {
         case .local(let gate, let experts):
             gate.route(x, tokens: tokens, into: &routing)
             let topK = routing.topK, outputs = slots.floats(tokens * topK * hidden)
-            for e in routing.experts[..<(tokens * topK)] { tokensPerExpert[Int(e)] += 1 }
+            for e in routing.experts { tokensPerExpert[Int(e)] += 1 }
             let sharedWork = sharedExperts.map { [FeedForward.Work($0, x: x, tokens: tokens, out: s)] } ?? []
-            experts.run(x, table: RoutingAssignments(experts: Array(routing.experts[..<(tokens * topK)]), topK: topK),
+            experts.run(x, table: RoutingAssignments(experts: routing.experts, topK: topK),
                         into: outputs, alongside: sharedWork)
             routing.weights.withUnsafeBufferPointer {
                 RoutedExperts.sum(outputs, weights: $0.baseAddress!, topK: topK, tokens: tokens, hidden: hidden, into: out)

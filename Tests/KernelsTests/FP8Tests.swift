@@ -103,11 +103,10 @@ import Testing
         }
     }
 
-    /// Several tokens, sharing a pass over the rows (up to `FP8.maximumSharedTokens`, in
-    /// groups of four with a short last group), dequantised to bf16 for oneDNN (from
-    /// `FP8.matmulTokens`: weights and activations rounded to bf16), or dequantised to f32
-    /// for OpenBLAS (`exact`, or tiles the SIMD kernels do not take), with strided
-    /// activations and outputs.
+    /// Several tokens (streamed four to a block up to 16, decoded rows shared beyond), with
+    /// strided activations and outputs; under `Numerics.fast` products from
+    /// `FP8.matmulTokens` tokens are dequantised to bf16 for oneDNN (`exact` false: the
+    /// looser bound of bf16-rounded weights and activations).
     @Test(arguments: [(0, 2, false), (0, 5, false), (1, 16, false), (3, 7, false), (2, 3, false), (4, 17, false),
                       (0, 40, false), (0, 40, true), (4, 17, true), (5, 2, false), (6, 4, false), (6, 20, false)])
     func severalTokensMatchF32(_ args: (Int, Int, Bool)) {
