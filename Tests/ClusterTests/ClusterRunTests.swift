@@ -66,6 +66,27 @@ import Glibc
         }
     }
 
+    /// Four prompts (the fixture's reference prompt and three others) generated greedily
+    /// together, 6 tokens each, in one process and on `ranks` ranks with `layout`: the cluster
+    /// prints what one process prints. Returns the cluster's run and its profile, written in `directory`.
+    static func expectBatchedGenerationMatchesOneProcess(_ fixture: String, ranks: Int, layout: URL, in directory: URL,
+                                                         sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> (cluster: MPIJob.Result, profile: URL) {
+        let prompts = directory.appendingPathComponent("prompts.txt")
+        try Data([try reference(fixture).promptText, "Hello, world! How are you today?", "a", "The quick brown fox"]
+            .joined(separator: "\n").utf8).write(to: prompts)
+        let profile = directory.appendingPathComponent("profile.json")
+        let command = ["generate", "--model", Conclave.fixture(fixture).path, "--prompts-file", prompts.path, "--max-tokens", "6",
+                       "--ignore-eos", "--json"]
+        let single = try Conclave.local(command, sourceLocation: sourceLocation)
+        try #require(single.succeeded, "single-process run failed\n\(single.report)", sourceLocation: sourceLocation)
+        let cluster = try Conclave.mpi(ranks: ranks, command + ["--layout", layout.path, "--profile-out", profile.path],
+                                       sourceLocation: sourceLocation)
+        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)", sourceLocation: sourceLocation)
+        #expect(cluster.stdoutLines == single.stdoutLines && single.stdoutLines.count == 4, sourceLocation: sourceLocation)
+        return (cluster, profile)
+    }
+
     /// The token ids of `generate --json` output lines, in order.
     static func generatedTokens(_ result: MPIJob.Result, sourceLocation: SourceLocation = #_sourceLocation) throws -> [[Int]] {
         try result.stdoutLines.map { line in

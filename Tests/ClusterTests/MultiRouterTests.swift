@@ -148,20 +148,9 @@ import Testing
     @Test(.timeLimit(.minutes(2)))
     func greedyGenerationMatchesOneProcess() throws {
         let fixture = "v3-bf16"
-        let reference = try ClusterRun.reference(fixture)
         let directory = try ClusterRun.temporaryDirectory("two-routers")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let prompts = directory.appendingPathComponent("prompts.txt")
-        try Data([reference.promptText, "Hello, world! How are you today?", "a", "The quick brown fox"].joined(separator: "\n").utf8)
-            .write(to: prompts)
-        let profile = directory.appendingPathComponent("profile.json")
-        let command = ["generate", "--model", Conclave.fixture(fixture).path, "--prompts-file", prompts.path, "--max-tokens", "6",
-                       "--ignore-eos", "--json"]
-        let single = try Conclave.local(command)
-        try #require(single.succeeded, "single-process run failed\n\(single.report)")
-        let cluster = try Conclave.mpi(ranks: 6, command + ["--layout", Self.layout.path, "--profile-out", profile.path])
-        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
-        #expect(cluster.stdoutLines == single.stdoutLines && single.stdoutLines.count == 4)
+        let (cluster, profile) = try ClusterRun.expectBatchedGenerationMatchesOneProcess(fixture, ranks: 6, layout: Self.layout, in: directory)
 
         let routers = try Self.routers(profile)
         #expect(routers.keys.sorted() == [0, 2])

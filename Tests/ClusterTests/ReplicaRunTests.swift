@@ -69,22 +69,11 @@ import Testing
     @Test(.timeLimit(.minutes(2)))
     func replicasRowsEvenOut() throws {
         let fixture = "v3-bf16"
-        let reference = try ClusterRun.reference(fixture)
         let directory = try ClusterRun.temporaryDirectory("replicas-even")
         defer { try? FileManager.default.removeItem(at: directory) }
         let layout = directory.appendingPathComponent("fixture-4-replicated.json")
         try Data(#"{"router": 0, "attention": [1], "experts": {"2": "0-15", "3": "0-15"}}"#.utf8).write(to: layout)
-        let prompts = directory.appendingPathComponent("prompts.txt")
-        try Data([reference.promptText, "Hello, world! How are you today?", "a", "The quick brown fox"].joined(separator: "\n").utf8)
-            .write(to: prompts)
-        let profile = directory.appendingPathComponent("profile.json")
-        let command = ["generate", "--model", Conclave.fixture(fixture).path, "--prompts-file", prompts.path, "--max-tokens", "6",
-                       "--ignore-eos", "--json"]
-        let single = try Conclave.local(command)
-        try #require(single.succeeded, "single-process run failed\n\(single.report)")
-        let cluster = try Conclave.mpi(ranks: 4, command + ["--layout", layout.path, "--profile-out", profile.path])
-        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
-        #expect(cluster.stdoutLines == single.stdoutLines && single.stdoutLines.count == 4)
+        let profile = try ClusterRun.expectBatchedGenerationMatchesOneProcess(fixture, ranks: 4, layout: layout, in: directory).profile
 
         let layers = try Self.profileRows(profile)
         #expect(layers.keys.sorted() == [1, 2])
