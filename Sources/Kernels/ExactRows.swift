@@ -1,3 +1,6 @@
+internal import ExactRowsAVX512
+import Foundation
+
 /// The products of the exact numerics (`Numerics.exact`, the default): every output
 /// element `y[t, r]` of every weight format is computed in one fixed order that depends
 /// on nothing but the weight's shape — not on the number of tokens in the call, the rows
@@ -31,11 +34,13 @@ enum ExactRows {
     /// `y[t, r]` for `rows` of `w` and every token. `x` holds the activations as `prepare`
     /// left them (rows `ldx` apart); for E4M3 weights they are prepared here, per row tile.
     static func rows(_ w: WeightMatrix, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int, natural: UnsafePointer<Float>,
-                     naturalLd: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int) {
+                     naturalLd: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel = .chosen) {
         switch w.storage {
         case .f32(let p):
+            if kernel == .avx512 { return avx512(exact_f32, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
             run(F32Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
         case .bf16(let p):
+            if kernel == .avx512 { return avx512(exact_bf16, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
             run(BF16Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
         case .fp8(let q):
             // Each row tile has its own column scales: they go into the activations.
@@ -45,10 +50,27 @@ enum ExactRows {
             while r < rows.upperBound {
                 let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
                 FP8Decoder.prepare(q, row: r, cols: w.cols, natural, ldx: naturalLd, tokens: tokens, into: scaled)
-                run(decoder, r..<tileEnd, x: scaled, ldx: w.cols, y, ldy: ldy, tokens: tokens, factor: FP8.scaleFactor)
+                if kernel == .avx512 {
+                    avx512(exact_e4m3, q.bytes, w.cols, r..<tileEnd, scaled, w.cols, y, ldy, tokens, factor: FP8.scaleFactor)
+                } else {
+                    run(decoder, r..<tileEnd, x: scaled, ldx: w.cols, y, ldy: ldy, tokens: tokens, factor: FP8.scaleFactor)
+                }
                 r = tileEnd
             }
         }
+    }
+
+    /// `run`'s order on 512-bit registers (`ExactRowsAVX512`, the same bits).
+    @inline(__always)
+    private static func avx512(_ format: exact_format, _ w: UnsafeRawPointer, _ cols: Int, _ rows: Range<Int>, _ x: UnsafePointer<Float>,
+                               _ ldx: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tokens: Int, factor: Float) {
+        var decoded: UnsafeMutablePointer<Float>?, partial: UnsafeMutablePointer<Float>?
+        if tokens > streamedTokens {
+            let scratch = ThreadScratch.current
+            decoded = scratch.decoded.floats(12 * cols)
+            partial = scratch.partial.floats(12 * tokens * 16)
+        }
+        exact_avx512_rows(format, w, cols, rows.lowerBound, rows.upperBound, x, ldx, y, ldy, tokens, factor, decoded, partial)
     }
 
     /// One token's activations for a kernel reading `perLane` weights per lane: whole
@@ -299,6 +321,24 @@ enum ExactRows {
         }
         ar.storeBytes(of: a, as: SIMD16<Float>.self)
     }
+}
+
+/// Which code runs `ExactRows`' order: both give the same bits.
+enum ExactKernel: String {
+    /// Swift SIMD code, compiled for AVX2 and FMA on x86 (and for any other CPU).
+    case portable
+    /// C with AVX-512F intrinsics (`ExactRowsAVX512`): twice the register width and twice
+    /// the registers to block with.
+    case avx512
+
+    /// AVX-512 where the CPU has it; `CONCLAVE_EXACT_KERNEL=portable` forces the Swift code
+    /// (to measure one against the other).
+    static let chosen: ExactKernel = {
+        let asked = ProcessInfo.processInfo.environment["CONCLAVE_EXACT_KERNEL"].flatMap(ExactKernel.init(rawValue:))
+        return asked == .portable || !avx512Supported ? .portable : .avx512
+    }()
+
+    static let avx512Supported = exact_avx512_supported()
 }
 
 /// A weight format as the exact kernels read it: a row's 64 columns from `column` as four

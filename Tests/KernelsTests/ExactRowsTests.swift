@@ -1,4 +1,4 @@
-import Kernels
+@testable import Kernels
 import Testing
 
 /// `Linear.apply` computes each output element in one order, whatever the call: these
@@ -52,6 +52,38 @@ import Testing
             Linear.apply(w, x, &pooled, tokens: tokens)
             Linear.apply(w, x, &single, tokens: tokens, pool: nil)
             #expect(pooled.map(\.bitPattern) == single.map(\.bitPattern), "\(format), \(tokens) tokens")
+        }
+    }
+
+    /// The AVX-512 kernels give the Swift kernels' bits on every path: one token, streamed
+    /// tokens in fours and ones, decoded rows over column slices, ragged row and token edges.
+    @Test(.enabled(if: ExactKernel.avx512Supported), arguments: Format.allCases)
+    func avx512MatchesPortable(_ format: Format) {
+        let rows = 37, cols = 1000, ldx = cols + 3
+        let w = Self.matrix(format, rows: rows, cols: cols)
+        let x = (0..<40 * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
+        for tokens in [1, 2, 3, 5, 8, 16, 17, 23, 40] {
+            var prepared = x
+            if let perLane = ExactRows.laneOrder(w) {
+                x.withUnsafeBufferPointer { natural in
+                    prepared.withUnsafeMutableBufferPointer { out in
+                        for t in 0..<tokens {
+                            ExactRows.prepare(natural.baseAddress! + t * ldx, cols: cols, perLane: perLane, into: out.baseAddress! + t * ldx)
+                        }
+                    }
+                }
+            }
+            func product(_ kernel: ExactKernel, _ range: Range<Int>) -> [UInt32] {
+                var y = [Float](repeating: .nan, count: tokens * rows)
+                x.withUnsafeBufferPointer { natural in
+                    ExactRows.rows(w, range, prepared: prepared, ldx: ldx, natural: natural.baseAddress!, naturalLd: ldx, &y, ldy: rows,
+                                   tokens: tokens, kernel: kernel)
+                }
+                return y.map(\.bitPattern)
+            }
+            for range in [0..<rows, 5..<30] {
+                #expect(product(.avx512, range) == product(.portable, range), "\(format), \(tokens) tokens, rows \(range)")
+            }
         }
     }
 }

@@ -1,0 +1,248 @@
+// ExactRows' products on 512-bit registers. Each output element is computed exactly as
+// the Swift kernels compute it (Sources/Kernels/ExactRows.swift): 64-column blocks as
+// four 16-lane vectors in the format's lane order, one accumulator of fused multiply-adds,
+// folded in halves, the tail added in column order. A 16-lane Swift vector is two AVX2
+// registers with the same per-lane arithmetic, so both give the same bits; this file
+// only has twice the register width and twice the registers to block with.
+#include "ExactRowsAVX512.h"
+
+#include <cpuid.h>
+#include <immintrin.h>
+#include <string.h>
+
+bool exact_avx512_supported(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE)) return false;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    // The OS saves SSE, AVX, opmask and both halves of the ZMM state.
+    if ((lo & 0xE6) != 0xE6) return false;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    return (b & bit_AVX512F) != 0;
+}
+
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+
+#define INLINE static inline __attribute__((always_inline))
+
+enum {
+    block = 64,           // columns per block: four vectors of 16
+    chunk_rows = 12,      // rows decoded to f32 at a time for more than `streamed_tokens`
+    streamed_tokens = 16, // up to this many tokens decode weights as they stream them
+    slice = 256,          // columns per slice of the several-token product
+};
+
+/// Row `r`'s 64 columns from `c` as four f32 vectors in the format's lane order.
+INLINE void decode_block(exact_format f, const void *w, long cols, long r, long c, __m512 out[4]) {
+    switch (f) {
+    case exact_f32: {
+        const float *p = (const float *)w + r * cols + c;
+        for (int q = 0; q < 4; q++) out[q] = _mm512_loadu_ps(p + 16 * q);
+        break;
+    }
+    case exact_bf16: {
+        // Two weights per 32-bit lane: the even one is the lane shifted left by 16, the odd
+        // one the lane with its low half cleared.
+        const uint16_t *p = (const uint16_t *)w + r * cols + c;
+        const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = _mm512_loadu_si512(p + 32 * h);
+            out[2 * h] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+            out[2 * h + 1] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+        }
+        break;
+    }
+    case exact_e4m3: {
+        // Four weights per lane; byte k to the top, arithmetically right by 4, masked:
+        // sign in bit 31, exponent and mantissa in bits 20-26, the value times 2^-120.
+        const uint8_t *p = (const uint8_t *)w + r * cols + c;
+        const __m512i mask = _mm512_set1_epi32((int)0x87F00000u);
+        __m512i v = _mm512_loadu_si512(p);
+        out[0] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_slli_epi32(v, 24), 4), mask));
+        out[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 4), mask));
+        out[2] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(_mm512_slli_epi32(v, 8), 4), mask));
+        out[3] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_srai_epi32(v, 4), mask));
+        break;
+    }
+    }
+}
+
+/// One tail column of row `r`, decoded like the blocks.
+INLINE float element(exact_format f, const void *w, long cols, long r, long c) {
+    uint32_t bits;
+    switch (f) {
+    case exact_f32: return ((const float *)w)[r * cols + c];
+    case exact_bf16: bits = (uint32_t)((const uint16_t *)w)[r * cols + c] << 16; break;
+    default: {
+        uint32_t b = ((const uint8_t *)w)[r * cols + c];
+        bits = ((b & 0x80u) << 24) | ((b & 0x7Fu) << 20);
+        break;
+    }
+    }
+    float v;
+    memcpy(&v, &bits, 4);
+    return v;
+}
+
+/// The one horizontal sum order: 16 → 8 → 4 → 2 → 1.
+INLINE float reduce(__m512 v) {
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    return _mm_cvtss_f32(c) + _mm_cvtss_f32(_mm_shuffle_ps(c, c, 1));
+}
+
+/// Rows r..r+R against tokens 0..T, each block decoded once in registers for all T tokens.
+INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, long r, const float *x, long ldx,
+                     float *y, long ldy, float factor) {
+    long full = cols - cols % block;
+    __m512 acc[4][4];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_ps();
+    const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
+    const char *ahead = (const char *)w + (r + R) * cols * bytes;
+    for (long c = 0; c < full; c += block) {
+        // The next rows' same columns: a decode streams a few rows of kilobytes each, too
+        // short for the hardware prefetcher to run far enough ahead on its own.
+        for (int i = 0; i < R; i++)
+            for (long o = 0; o < block * bytes; o += 64) _mm_prefetch(ahead + (i * cols + c) * bytes + o, _MM_HINT_T0);
+        __m512 wv[4][4];
+        for (int i = 0; i < R; i++) decode_block(f, w, cols, r + i, c, wv[i]);
+        for (int t = 0; t < T; t++)
+            for (int q = 0; q < 4; q++) {
+                __m512 xv = _mm512_loadu_ps(x + t * ldx + c + 16 * q);
+                for (int i = 0; i < R; i++) acc[i][t] = _mm512_fmadd_ps(wv[i][q], xv, acc[i][t]);
+            }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) {
+            float s = reduce(acc[i][t]);
+            for (long c = full; c < cols; c++) s = __builtin_fmaf(element(f, w, cols, r + i, c), x[t * ldx + c], s);
+            y[t * ldy + r + i] = s * factor;
+        }
+}
+
+/// Columns [k0, k1) of R decoded rows (`stride` apart) against T tokens, continuing the
+/// accumulators parked at `acc` (token t of row i at i · acc_stride + 16 t).
+INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
+                 float *acc, long acc_stride) {
+    __m512 a[4][6];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) a[i][t] = _mm512_load_ps(acc + i * acc_stride + 16 * t);
+    for (long c = k0; c < k1; c += 16) {
+        __m512 wv[4];
+        for (int i = 0; i < R; i++) wv[i] = _mm512_loadu_ps(rows + i * stride + c);
+        for (int t = 0; t < T; t++) {
+            __m512 xv = _mm512_loadu_ps(x + t * ldx + c);
+            for (int i = 0; i < R; i++) a[i][t] = _mm512_fmadd_ps(wv[i], xv, a[i][t]);
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < T; t++) _mm512_store_ps(acc + i * acc_stride + 16 * t, a[i][t]);
+}
+
+#define TILE_T(R, T) case T: tile(R, T, rows, stride, k0, k1, x, ldx, acc, acc_stride); break;
+#define TILE_R(R)                                                                                                   \
+    case R:                                                                                                         \
+        switch (T) { TILE_T(R, 1) TILE_T(R, 2) TILE_T(R, 3) TILE_T(R, 4) TILE_T(R, 5) TILE_T(R, 6) }               \
+        break;
+
+/// `tile` with its register block chosen at run time (4 rows × 6 tokens but at the edges).
+static void any_tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
+                     float *acc, long acc_stride) {
+    switch (R) { TILE_R(1) TILE_R(2) TILE_R(3) TILE_R(4) }
+}
+
+/// Row `r` as f32, blocks then tail, as `decode_block` and `element` give them.
+INLINE void decode_row(exact_format f, const void *w, long cols, long r, float *out) {
+    long full = cols - cols % block;
+    for (long c = 0; c < full; c += block) {
+        __m512 v[4];
+        decode_block(f, w, cols, r, c, v);
+        for (int q = 0; q < 4; q++) _mm512_storeu_ps(out + c + 16 * q, v[q]);
+    }
+    for (long c = full; c < cols; c++) out[c] = element(f, w, cols, r, c);
+}
+
+/// More than `streamed_tokens` tokens: rows are decoded `chunk_rows` at a time and shared
+/// by every token; a slice of columns at a time keeps a tile's rows and tokens in L1.
+INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
+                    float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
+    long full = cols - cols % block;
+    for (long start = row_begin; start < row_end; start += chunk_rows) {
+        long n = row_end - start < chunk_rows ? row_end - start : chunk_rows;
+        const float *rows = decoded;
+        if (f == exact_f32) rows = (const float *)w + start * cols;
+        else
+            for (long i = 0; i < n; i++) decode_row(f, w, cols, start + i, decoded + i * cols);
+        memset(partial, 0, sizeof(float) * (size_t)(n * tokens * 16));
+        for (long k0 = 0; k0 < full; k0 += slice) {
+            long k1 = k0 + slice < full ? k0 + slice : full;
+            for (long t = 0; t < tokens; t += 6) {
+                int T = tokens - t < 6 ? (int)(tokens - t) : 6;
+                for (long i = 0; i < n; i += 4) {
+                    int R = n - i < 4 ? (int)(n - i) : 4;
+                    any_tile(R, T, rows + i * cols, cols, k0, k1, x + t * ldx, ldx, partial + (i * tokens + t) * 16, tokens * 16);
+                }
+            }
+        }
+        for (long i = 0; i < n; i++)
+            for (long t = 0; t < tokens; t++) {
+                float s = reduce(_mm512_load_ps(partial + (i * tokens + t) * 16));
+                for (long c = full; c < cols; c++) s = __builtin_fmaf(rows[i * cols + c], x[t * ldx + c], s);
+                y[t * ldy + start + i] = s * factor;
+            }
+    }
+}
+
+INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
+                    float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
+    if (tokens > streamed_tokens) {
+        prefill(f, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial);
+        return;
+    }
+    long r = row_begin;
+    if (tokens == 1) {
+        // Four rows stream at once: four weight streams in flight, the block's activations shared.
+        for (; r + 4 <= row_end; r += 4) streamed(f, 4, 1, w, cols, r, x, ldx, y, ldy, factor);
+        for (; r < row_end; r++) streamed(f, 1, 1, w, cols, r, x, ldx, y, ldy, factor);
+        return;
+    }
+    for (; r < row_end; r += 2) {
+        int R = row_end - r >= 2 ? 2 : 1;
+        long t = 0;
+        for (; t + 4 <= tokens; t += 4) {
+            if (R == 2) streamed(f, 2, 4, w, cols, r, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+            else streamed(f, 1, 4, w, cols, r, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+        }
+        for (; t < tokens; t++) {
+            if (R == 2) streamed(f, 2, 1, w, cols, r, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+            else streamed(f, 1, 1, w, cols, r, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+        }
+    }
+}
+
+void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
+                       const float *x, long ldx, float *y, long ldy, long tokens, float factor,
+                       float *decoded, float *partial) {
+    switch (format) {
+    case exact_f32: rows_of(exact_f32, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial); break;
+    case exact_bf16: rows_of(exact_bf16, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial); break;
+    case exact_e4m3: rows_of(exact_e4m3, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial); break;
+    }
+}
+
+float exact_avx512_fma_chains(long iterations, float seed) {
+    // x ← x · m + c converges, so nothing overflows or turns subnormal; twelve chains cover
+    // the 4-cycle latency of two FMA units with room to spare.
+    __m512 a[12];
+    const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(seed * 1e-6f);
+    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(seed + (float)i);
+    for (long k = 0; k < iterations; k++)
+        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+    __m512 s = a[0];
+    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    return reduce(s);
+}
+
+#pragma clang attribute pop

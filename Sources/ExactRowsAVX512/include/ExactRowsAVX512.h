@@ -1,0 +1,30 @@
+#ifndef EXACT_ROWS_AVX512_H
+#define EXACT_ROWS_AVX512_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/// The weight formats of the exact products, as `ExactRows` lays them out.
+typedef enum {
+    exact_f32 = 0,
+    exact_bf16 = 1,
+    exact_e4m3 = 2,
+} exact_format;
+
+/// True when this CPU and OS run AVX-512F (the only extension these kernels use).
+bool exact_avx512_supported(void);
+
+/// `y[t * ldy + r] = factor · Σ_c w[r, c] · x[t * ldx + c]` for rows [row_begin, row_end)
+/// and `tokens` tokens, in ExactRows' one order (the Swift kernels' bits, 16 lanes per
+/// 512-bit register). `x` is prepared in the format's lane order. `decoded` holds at least
+/// 12 · cols floats and `partial` 12 · tokens · 16, both 64-byte aligned; they are used
+/// only when tokens > 16.
+void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
+                       const float *x, long ldx, float *y, long ldy, long tokens, float factor,
+                       float *decoded, float *partial);
+
+/// `iterations` steps of 12 independent 16-lane fused multiply-add chains (2 · 16 · 12 FLOP
+/// a step); the returned sum keeps the work from being optimised away.
+float exact_avx512_fma_chains(long iterations, float seed);
+
+#endif
