@@ -16,6 +16,9 @@ public final class FeedForward: @unchecked Sendable {
         downProj = try checkpoint.matrix(prefix + ".down_proj.weight", rows: hidden, cols: intermediate)
     }
 
+    /// Columns of the intermediate activations.
+    var intermediate: Int { gateProj.rows }
+
     public var weightBytes: Int { gateProj.byteCount + upProj.byteCount + downProj.byteCount }
 
     /// `out = down(silu(gate(x)) ⊙ up(x))` for `tokens` rows.
