@@ -27,9 +27,8 @@ bool exact_avx512_supported(void) {
 
 enum {
     block = 64,           // columns per block: four vectors of 16
-    chunk_rows = 12,      // rows decoded to f32 at a time for more than `streamed_tokens`
-    streamed_tokens = 16, // up to this many tokens decode weights as they stream them
-    slice = 256,          // columns per slice of the several-token product
+    chunk_rows = 12,      // rows decoded to f32 at a time for more than EXACT_AVX512_STREAMED_TOKENS
+    slice = 1024,         // columns per slice: 1024 measured 20% faster than 256 on 512 × 1024 (4 KB per row in L1)
 };
 
 /// Row `r`'s 64 columns from `c` as four f32 vectors in the format's lane order.
@@ -164,8 +163,8 @@ INLINE void decode_row(exact_format f, const void *w, long cols, long r, float *
     for (long c = full; c < cols; c++) out[c] = element(f, w, cols, r, c);
 }
 
-/// More than `streamed_tokens` tokens: rows are decoded `chunk_rows` at a time and shared
-/// by every token; a slice of columns at a time keeps a tile's rows and tokens in L1.
+/// More than EXACT_AVX512_STREAMED_TOKENS tokens: rows are decoded `chunk_rows` at a time and shared
+/// by every token; a slice of columns at a time keeps a tile's rows and tokens near.
 INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
     long full = cols - cols % block;
@@ -197,7 +196,7 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
 
 INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
-    if (tokens > streamed_tokens) {
+    if (tokens > EXACT_AVX512_STREAMED_TOKENS) {
         prefill(f, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial);
         return;
     }

@@ -65,7 +65,7 @@ enum ExactRows {
     private static func avx512(_ format: exact_format, _ w: UnsafeRawPointer, _ cols: Int, _ rows: Range<Int>, _ x: UnsafePointer<Float>,
                                _ ldx: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tokens: Int, factor: Float) {
         var decoded: UnsafeMutablePointer<Float>?, partial: UnsafeMutablePointer<Float>?
-        if tokens > streamedTokens {
+        if tokens > EXACT_AVX512_STREAMED_TOKENS {
             let scratch = ThreadScratch.current
             decoded = scratch.decoded.floats(12 * cols)
             partial = scratch.partial.floats(12 * tokens * 16)

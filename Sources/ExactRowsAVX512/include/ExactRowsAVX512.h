@@ -11,6 +11,10 @@ typedef enum {
     exact_e4m3 = 2,
 } exact_format;
 
+/// Up to this many tokens decode weights in registers as they stream them; more decode a
+/// few rows to f32 once and share them (and need `decoded` and `partial`).
+#define EXACT_AVX512_STREAMED_TOKENS 16
+
 /// True when this CPU and OS run AVX-512F (the only extension these kernels use).
 bool exact_avx512_supported(void);
 
@@ -18,7 +22,7 @@ bool exact_avx512_supported(void);
 /// and `tokens` tokens, in ExactRows' one order (the Swift kernels' bits, 16 lanes per
 /// 512-bit register). `x` is prepared in the format's lane order. `decoded` holds at least
 /// 12 · cols floats and `partial` 12 · tokens · 16, both 64-byte aligned; they are used
-/// only when tokens > 16.
+/// only when tokens > EXACT_AVX512_STREAMED_TOKENS.
 void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
                        const float *x, long ldx, float *y, long ldy, long tokens, float factor,
                        float *decoded, float *partial);
