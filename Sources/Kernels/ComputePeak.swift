@@ -1,23 +1,33 @@
 internal import COneDNN
+internal import ExactRowsAVX512
 import Foundation
 
-/// The compute peaks prefill is bounded by, measured on this machine: what Swift SIMD code
-/// compiled as this module is (`-target-cpu haswell`: AVX2 and FMA) can reach in f32, and
+/// The compute peaks prefill is bounded by, measured on this machine: what the exact
+/// kernels' code (AVX-512 intrinsics, or Swift SIMD code compiled for AVX2 and FMA) can reach in f32, and
 /// what oneDNN's bf16 matmul, which prefill's products run on, reaches on a compute-bound shape.
 ///
 /// Each is measured on the calling thread alone (`pool` nil) or on every thread of `pool`,
 /// each thread doing the whole work on its own data, and is the best of a few runs after a
 /// warm-up: a peak is what the machine can do, not what it did at one moment.
 public enum ComputePeak {
-    /// f32 FLOP per second of fused multiply-adds on register-resident `SIMD16<Float>` values.
+    /// f32 FLOP per second of fused multiply-adds on register-resident 16-lane vectors, in
+    /// the code the exact kernels run (`f32FMACode`).
     public static func f32FMA(pool: ComputePool?, iterations: Int = 1 << 25) -> Double {
         let sums = UnsafeMutableBufferPointer<Float>.allocate(capacity: pool?.threads ?? 1)
         defer { sums.deallocate() }
+        let avx512 = ExactKernel.chosen == .avx512
         let seconds = fastest {
-            onEachThread(pool) { part in sums[part] = fmaChains(iterations, seed: Float(part + 1)) }
+            onEachThread(pool) { part in
+                sums[part] = avx512 ? exact_avx512_fma_chains(iterations, Float(part + 1)) : fmaChains(iterations, seed: Float(part + 1))
+            }
         }
         precondition(sums.allSatisfy(\.isFinite))
-        return Double(sums.count * iterations * fmaChainCount * 16 * 2) / seconds
+        return Double(sums.count * iterations * (avx512 ? 12 : fmaChainCount) * 16 * 2) / seconds
+    }
+
+    /// The code `f32FMA` measures and the exact kernels run.
+    public static var f32FMACode: String {
+        ExactKernel.chosen == .avx512 ? "C with AVX-512F intrinsics" : "Swift SIMD16<Float> with -target-cpu haswell"
     }
 
     /// oneDNN's bf16 × bf16 → f32 matmul of `size`³ (2 · size³ FLOP) per thread.

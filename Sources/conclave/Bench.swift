@@ -51,7 +51,7 @@ struct Bench: ParsableCommand {
         let f32 = pools.map { ComputePeak.f32FMA(pool: $0) }
         let bf16 = pools.map { ComputePeak.bf16Matmul(pool: $0) }
         let kernel = bf16.compactMap { $0?.implementation }.first ?? "unavailable"
-        let f32Name = "f32 FMA, Swift SIMD16<Float> with -target-cpu haswell"
+        let f32Name = "f32 FMA, \(ComputePeak.f32FMACode)"
         let bf16Name = "bf16 matmul, oneDNN bf16 × bf16 → f32 (\(kernel)), 2048³ per thread"
         emit("")
         BenchTable.peaks([(f32Name, f32), (bf16Name, bf16.map { $0?.flopsPerSecond })],
