@@ -33,7 +33,7 @@ let package = Package(
     ],
     targets: [
         // C bridges: module maps over the C libraries; Transport and ControlPlane wrap MPI and
-        // protobuf-c, Kernels wraps OpenBLAS and oneDNN, and nothing else imports C.
+        // protobuf-c, Kernels wraps OpenBLAS, oneDNN and its AVX-512 kernels, and nothing else imports C.
         .systemLibrary(name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "COneDNN", providers: [.apt(["libdnnl-dev"])]),

@@ -17,7 +17,8 @@ import Foundation
 ///
 /// Activations are never rounded: a bf16 or FP8 weight meets its f32 activation in f32.
 /// So a token's logits are bit-for-bit the same alone, in any batch, in any chunk of a
-/// prompt and on any number of threads.
+/// prompt and on any number of threads. Where the CPU has AVX-512F, `ExactRowsAVX512`
+/// runs the same order with wider registers and larger register blocks (`ExactKernel`).
 enum ExactRows {
     /// Columns per block: four vectors of 16.
     static let block = 64
@@ -32,7 +33,7 @@ enum ExactRows {
     }
 
     /// `y[t, r]` for `rows` of `w` and every token. `x` holds the activations as `prepare`
-    /// left them (rows `ldx` apart); for E4M3 weights they are prepared here, per row tile.
+    /// left them (rows `ldx` apart); for E4M3 weights they are prepared here from `natural`.
     static func rows(_ w: WeightMatrix, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int, natural: UnsafePointer<Float>,
                      naturalLd: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel = .chosen) {
         switch w.storage {
@@ -43,13 +44,18 @@ enum ExactRows {
             if kernel == .avx512 { return avx512(exact_bf16, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
             run(BF16Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
         case .fp8(let q):
-            // Each row tile has its own column scales: they go into the activations.
+            // Each row tile has its own column scales: they go into the activations, which
+            // are put in lane order (with 2⁶⁴) once and scaled per tile.
             let decoder = FP8Decoder(q: q, cols: w.cols)
-            let scaled = ThreadScratch.current.scaled.floats(tokens * w.cols)
+            let scratch = ThreadScratch.current
+            let lanes = scratch.lanes.floats(tokens * w.cols), scaled = scratch.scaled.floats(tokens * w.cols)
+            for t in 0..<tokens {
+                LaneOrder.gather(natural + t * naturalLd, cols: w.cols, perLane: 4, factor: FP8.activationFactor, into: lanes + t * w.cols)
+            }
             var r = rows.lowerBound
             while r < rows.upperBound {
                 let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
-                FP8Decoder.prepare(q, row: r, cols: w.cols, natural, ldx: naturalLd, tokens: tokens, into: scaled)
+                FP8Decoder.scale(q, row: r, cols: w.cols, lanes, tokens: tokens, into: scaled)
                 if kernel == .avx512 {
                     avx512(exact_e4m3, q.bytes, w.cols, r..<tileEnd, scaled, w.cols, y, ldy, tokens, factor: FP8.scaleFactor)
                 } else {
@@ -406,7 +412,7 @@ struct BF16Decoder: BlockDecoder {
 
 /// E4M3 rows, four weights per lane (`FP8.split`), each `value · 2⁻¹²⁰` — exact, with
 /// subnormal weights as f32 subnormals. The activations carry the tile's scale and 2⁶⁴
-/// (`prepare`), so products are normal f32; results are multiplied by 2⁵⁶.
+/// (`scale`), so products are normal f32; results are multiplied by 2⁵⁶.
 struct FP8Decoder: BlockDecoder {
     let q: FP8Blocks
     let cols: Int
@@ -423,23 +429,31 @@ struct FP8Decoder: BlockDecoder {
         return Float(bitPattern: ((b & 0x80) << 24) | ((b & 0x7F) << 20))
     }
 
-    /// `tokens` rows of `x` (natural order, `ldx` apart) in lane order (four per lane),
-    /// each column times its tile's scale in the row tile of `row` and 2⁶⁴, `cols` apart.
-    static func prepare(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int,
-                        into out: UnsafeMutablePointer<Float>) {
-        let scales = q.scaleRow(row), bc = q.blockCols
+    /// `tokens` rows of `x` (lane order, with 2⁶⁴; `cols` apart) times the scales of the
+    /// row tile of `row`, into `out`. A 64-column block within one scale column (DeepSeek's
+    /// 128 × 128 tiles) takes one factor; ragged tiles take one per column.
+    static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, tokens: Int, into out: UnsafeMutablePointer<Float>) {
+        let scales = q.scaleRow(row), bc = q.blockCols, full = cols - cols % ExactRows.block
         withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
             let factor = buffer.baseAddress!
-            for c in 0..<cols { factor[c] = scales[c / bc] * FP8.activationFactor }
-            let full = cols - cols % ExactRows.block
-            for t in 0..<tokens {
-                let src = x + t * ldx, dst = out + t * cols
-                for b in stride(from: 0, to: full, by: ExactRows.block) {
+            for b in stride(from: 0, to: full, by: ExactRows.block) {
+                if b / bc == (b + ExactRows.block - 1) / bc {
+                    (factor + b).initialize(repeating: scales[b / bc], count: ExactRows.block)
+                } else {
                     for i in 0..<16 {
-                        for k in 0..<4 { dst[b + 16 * k + i] = src[b + 4 * i + k] * factor[b + 4 * i + k] }
+                        for k in 0..<4 { factor[b + 16 * k + i] = scales[(b + 4 * i + k) / bc] }
                     }
                 }
-                for c in full..<cols { dst[c] = src[c] * factor[c] }
+            }
+            for c in full..<cols { factor[c] = scales[c / bc] }
+            let vectors = cols / 16
+            for t in 0..<tokens {
+                let src = UnsafeRawPointer(x + t * cols), dst = UnsafeMutableRawPointer(out + t * cols), f = UnsafeRawPointer(factor)
+                for v in 0..<vectors {
+                    let product = src.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self) * f.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self)
+                    dst.storeBytes(of: product, toByteOffset: v * 64, as: SIMD16<Float>.self)
+                }
+                for c in vectors * 16..<cols { out[t * cols + c] = x[t * cols + c] * factor[c] }
             }
         }
     }
