@@ -27,7 +27,6 @@ bool exact_avx512_supported(void) {
 
 enum {
     block = 64,           // columns per block: four vectors of 16
-    chunk_rows = 12,      // rows decoded to f32 at a time for more than EXACT_AVX512_STREAMED_TOKENS
     slice = 1024,         // columns per slice: 1024 measured 20% faster than 256 on 512 × 1024 (4 KB per row in L1)
 };
 
@@ -163,13 +162,14 @@ INLINE void decode_row(exact_format f, const void *w, long cols, long r, float *
     for (long c = full; c < cols; c++) out[c] = element(f, w, cols, r, c);
 }
 
-/// More than EXACT_AVX512_STREAMED_TOKENS tokens: rows are decoded `chunk_rows` at a time and shared
-/// by every token; a slice of columns at a time keeps a tile's rows and tokens near.
+/// More than EXACT_AVX512_STREAMED_TOKENS tokens: rows are decoded EXACT_AVX512_CHUNK_ROWS at
+/// a time and shared by every token; a slice of columns at a time keeps a tile's rows and
+/// tokens near.
 INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
     long full = cols - cols % block;
-    for (long start = row_begin; start < row_end; start += chunk_rows) {
-        long n = row_end - start < chunk_rows ? row_end - start : chunk_rows;
+    for (long start = row_begin; start < row_end; start += EXACT_AVX512_CHUNK_ROWS) {
+        long n = row_end - start < EXACT_AVX512_CHUNK_ROWS ? row_end - start : EXACT_AVX512_CHUNK_ROWS;
         const float *rows = decoded;
         if (f == exact_f32) rows = (const float *)w + start * cols;
         else

@@ -33,9 +33,9 @@ enum ExactRows {
     }
 
     /// `y[t, r]` for `rows` of `w` and every token. `x` holds the activations as `prepare`
-    /// left them (rows `ldx` apart); for E4M3 weights they are prepared here from `natural`.
-    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int, natural: UnsafePointer<Float>,
-                     naturalLd: Int, _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel = .chosen) {
+    /// left them (rows `ldx` apart).
+    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int,
+                     _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel = .chosen) {
         switch w.storage {
         case .f32(let p):
             if kernel == .avx512 { return avx512(exact_f32, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
@@ -44,18 +44,13 @@ enum ExactRows {
             if kernel == .avx512 { return avx512(exact_bf16, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
             run(BF16Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
         case .fp8(let q):
-            // Each row tile has its own column scales: they go into the activations, which
-            // are put in lane order (with 2⁶⁴) once and scaled per tile.
+            // Each row tile has its own column scales: they go into the activations.
             let decoder = FP8Decoder(q: q, cols: w.cols)
-            let scratch = ThreadScratch.current
-            let lanes = scratch.lanes.floats(tokens * w.cols), scaled = scratch.scaled.floats(tokens * w.cols)
-            for t in 0..<tokens {
-                LaneOrder.gather(natural + t * naturalLd, cols: w.cols, perLane: 4, factor: FP8.activationFactor, into: lanes + t * w.cols)
-            }
+            let scaled = ThreadScratch.current.scaled.floats(tokens * w.cols)
             var r = rows.lowerBound
             while r < rows.upperBound {
                 let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
-                FP8Decoder.scale(q, row: r, cols: w.cols, lanes, tokens: tokens, into: scaled)
+                FP8Decoder.scale(q, row: r, cols: w.cols, x, ldx: ldx, tokens: tokens, into: scaled)
                 if kernel == .avx512 {
                     avx512(exact_e4m3, q.bytes, w.cols, r..<tileEnd, scaled, w.cols, y, ldy, tokens, factor: FP8.scaleFactor)
                 } else {
@@ -73,32 +68,42 @@ enum ExactRows {
         var decoded: UnsafeMutablePointer<Float>?, partial: UnsafeMutablePointer<Float>?
         if tokens > EXACT_AVX512_STREAMED_TOKENS {
             let scratch = ThreadScratch.current
-            decoded = scratch.decoded.floats(12 * cols)
-            partial = scratch.partial.floats(12 * tokens * 16)
+            decoded = scratch.decoded.floats(Int(EXACT_AVX512_CHUNK_ROWS) * cols)
+            partial = scratch.partial.floats(Int(EXACT_AVX512_CHUNK_ROWS) * tokens * 16)
         }
         exact_avx512_rows(format, w, cols, rows.lowerBound, rows.upperBound, x, ldx, y, ldy, tokens, factor, decoded, partial)
     }
 
-    /// One token's activations for a kernel reading `perLane` weights per lane: whole
-    /// blocks in lane order, the tail as it is.
-    static func prepare(_ x: UnsafePointer<Float>, cols: Int, perLane: Int, into out: UnsafeMutablePointer<Float>) {
-        let full = cols - cols % block
-        LaneOrder.gather(x, cols: full, perLane: perLane, into: out)
-        (out + full).update(from: x + full, count: cols - full)
+    /// How `w`'s kernel reads activations: in lane order, `perLane` weights to a lane, each
+    /// times `factor`; nil for f32 rows, which read them as they are.
+    struct ActivationOrder: Equatable {
+        let perLane: Int
+        let factor: Float
     }
 
-    /// The activations of `w`'s kernel: lane order for bf16, as they are for f32. E4M3
-    /// activations are prepared per row tile inside `rows` (nil here).
-    static func laneOrder(_ w: WeightMatrix) -> Int? {
+    static func activationOrder(_ w: WeightMatrix) -> ActivationOrder? {
         switch w.storage {
-        case .f32, .fp8: nil
-        case .bf16: 2
+        case .f32: nil
+        case .bf16: ActivationOrder(perLane: 2, factor: 1)
+        // E4M3 rows also carry 2⁶⁴ (`FP8Decoder`); each row tile's scales follow in `rows`.
+        case .fp8: ActivationOrder(perLane: 4, factor: FP8.activationFactor)
+        }
+    }
+
+    /// `tokens` rows of `x` (`ldx` apart) in `order`, `cols` apart in `out`: whole blocks in
+    /// lane order, the tail as it is, all times the factor.
+    static func prepare(_ x: UnsafePointer<Float>, tokens: Int, ldx: Int, cols: Int, order: ActivationOrder,
+                        into out: UnsafeMutablePointer<Float>) {
+        let full = cols - cols % block
+        for t in 0..<tokens {
+            LaneOrder.gather(x + t * ldx, cols: full, perLane: order.perLane, factor: order.factor, into: out + t * cols)
+            for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * order.factor }
         }
     }
 
     /// Up to `streamedTokens` tokens decode weights as they stream them, four tokens per
     /// decoded block: the loads of the next weights overlap the multiply-adds, and a row
-    /// stays in L1 for the next four tokens. More tokens (prefill) decode eight rows at a
+    /// stays in L1 for the next four tokens. More tokens (prefill) decode nine rows at a
     /// time into f32 once and share them, so decoding is paid once per row, not per four
     /// tokens; their compute then dwarfs the stall of reading the rows.
     static let streamedTokens = 16
@@ -429,10 +434,10 @@ struct FP8Decoder: BlockDecoder {
         return Float(bitPattern: ((b & 0x80) << 24) | ((b & 0x7F) << 20))
     }
 
-    /// `tokens` rows of `x` (lane order, with 2⁶⁴; `cols` apart) times the scales of the
-    /// row tile of `row`, into `out`. A 64-column block within one scale column (DeepSeek's
-    /// 128 × 128 tiles) takes one factor; ragged tiles take one per column.
-    static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, tokens: Int, into out: UnsafeMutablePointer<Float>) {
+    /// `tokens` rows of `x` (prepared: lane order, with 2⁶⁴; `ldx` apart) times the scales of
+    /// the row tile of `row`, `cols` apart in `out`. A 64-column block within one scale
+    /// column (DeepSeek's 128 × 128 tiles) takes one factor; ragged tiles take one per column.
+    static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, into out: UnsafeMutablePointer<Float>) {
         let scales = q.scaleRow(row), bc = q.blockCols, full = cols - cols % ExactRows.block
         withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
             let factor = buffer.baseAddress!
@@ -448,12 +453,12 @@ struct FP8Decoder: BlockDecoder {
             for c in full..<cols { factor[c] = scales[c / bc] }
             let vectors = cols / 16
             for t in 0..<tokens {
-                let src = UnsafeRawPointer(x + t * cols), dst = UnsafeMutableRawPointer(out + t * cols), f = UnsafeRawPointer(factor)
+                let src = UnsafeRawPointer(x + t * ldx), dst = UnsafeMutableRawPointer(out + t * cols), f = UnsafeRawPointer(factor)
                 for v in 0..<vectors {
                     let product = src.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self) * f.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self)
                     dst.storeBytes(of: product, toByteOffset: v * 64, as: SIMD16<Float>.self)
                 }
-                for c in vectors * 16..<cols { out[t * cols + c] = x[t * cols + c] * factor[c] }
+                for c in vectors * 16..<cols { out[t * cols + c] = x[t * ldx + c] * factor[c] }
             }
         }
     }

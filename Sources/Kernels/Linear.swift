@@ -33,20 +33,14 @@ public enum Linear {
         if !exact, Numerics.mode == .fast, fastProduct(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
         // One product, the common case (every head of MLA calls it per token): no job arrays.
         var (prepared, ld) = (x, ldx)
-        if let perLane = ExactRows.laneOrder(w) {
+        if let order = ExactRows.activationOrder(w) {
             let out = ThreadScratch.current.activations.floats(tokens * w.cols)
-            laneOrder(x, tokens: tokens, ldx: ldx, cols: w.cols, perLane: perLane, into: out)
+            ExactRows.prepare(x, tokens: tokens, ldx: ldx, cols: w.cols, order: order, into: out)
             (prepared, ld) = (UnsafePointer(out), w.cols)
         }
         parallelRows(w.rows, grain: 8, pool) { rows in
-            ExactRows.rows(w, rows, prepared: prepared, ldx: ld, natural: x, naturalLd: ldx, y, ldy: ldy, tokens: tokens)
+            ExactRows.rows(w, rows, prepared: prepared, ldx: ld, y, ldy: ldy, tokens: tokens)
         }
-    }
-
-    /// `tokens` rows of `x` (`ldx` apart) in a kernel's lane order, `cols` apart in `out`.
-    private static func laneOrder(_ x: UnsafePointer<Float>, tokens: Int, ldx: Int, cols: Int, perLane: Int,
-                                  into out: UnsafeMutablePointer<Float>) {
-        for t in 0..<tokens { ExactRows.prepare(x + t * ldx, cols: cols, perLane: perLane, into: out + t * cols) }
     }
 
     /// `Numerics.fast`'s oneDNN products; false when the product stays exact.
@@ -143,15 +137,16 @@ extension Linear {
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
         let jobs = jobs.filter { $0.tokens > 0 && $0.weight.rows > 0 }
         guard !jobs.isEmpty else { return }
-        // Each distinct input is put in lane order once (gate and up projections share theirs):
+        // Each distinct input is prepared once (gate and up projections share theirs):
         // `offsets[i]` is job i's prepared input in the buffer, `fresh` the jobs that prepare one.
+        let orders = jobs.map { ExactRows.activationOrder($0.weight) }
         var offsets: [Int?] = [], fresh: [Int] = [], size = 0
-        for j in jobs {
-            guard ExactRows.laneOrder(j.weight) != nil else { offsets.append(nil); continue }
-            if let same = fresh.first(where: { jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].weight.cols == j.weight.cols }) {
+        for (i, j) in jobs.enumerated() {
+            guard orders[i] != nil else { offsets.append(nil); continue }
+            if let same = fresh.first(where: { jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].weight.cols == j.weight.cols && orders[$0] == orders[i] }) {
                 offsets.append(offsets[same])
             } else {
-                fresh.append(offsets.count)
+                fresh.append(i)
                 offsets.append(size)
                 size += j.tokens * j.weight.cols
             }
@@ -159,7 +154,7 @@ extension Linear {
         let base = ThreadScratch.current.activations.floats(max(size, 1))
         for i in fresh {
             let j = jobs[i]
-            laneOrder(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.weight.cols, perLane: ExactRows.laneOrder(j.weight)!, into: base + offsets[i]!)
+            ExactRows.prepare(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.weight.cols, order: orders[i]!, into: base + offsets[i]!)
         }
         var starts = [Int](), total = 0
         for j in jobs { starts.append(total); total += j.weight.rows }
@@ -167,7 +162,7 @@ extension Linear {
             for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
                 let rows = max(range.lowerBound, starts[i]) - starts[i] ..< min(range.upperBound, starts[i] + j.weight.rows) - starts[i]
                 let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
-                ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, natural: j.x, naturalLd: j.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
+                ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, j.y, ldy: j.ldy, tokens: j.tokens)
             }
         }
     }

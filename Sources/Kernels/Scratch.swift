@@ -35,9 +35,9 @@ public final class Scratch: @unchecked Sendable {
 final class ThreadScratch {
     /// The prepared activations of a product (`Linear.applyMany`, on the calling thread).
     let activations = Scratch()
-    /// Rows decoded to f32, their accumulators between column slices, and the activations
-    /// of an FP8 product in lane order and scaled for a row tile (inside a part).
-    let decoded = Scratch(), partial = Scratch(), lanes = Scratch(), scaled = Scratch()
+    /// Rows decoded to f32, their accumulators between column slices, and activations
+    /// scaled for an FP8 row tile (inside a part).
+    let decoded = Scratch(), partial = Scratch(), scaled = Scratch()
 
     private static let key = "conclave.ThreadScratch"
 

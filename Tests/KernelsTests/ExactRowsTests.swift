@@ -63,22 +63,14 @@ import Testing
         let w = Self.matrix(format, rows: rows, cols: cols)
         let x = (0..<40 * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
         for tokens in [1, 2, 3, 5, 8, 16, 17, 23, 40] {
-            var prepared = x
-            if let perLane = ExactRows.laneOrder(w) {
-                x.withUnsafeBufferPointer { natural in
-                    prepared.withUnsafeMutableBufferPointer { out in
-                        for t in 0..<tokens {
-                            ExactRows.prepare(natural.baseAddress! + t * ldx, cols: cols, perLane: perLane, into: out.baseAddress! + t * ldx)
-                        }
-                    }
-                }
+            var (prepared, ld) = (x, ldx)
+            if let order = ExactRows.activationOrder(w) {
+                ExactRows.prepare(x, tokens: tokens, ldx: ldx, cols: cols, order: order, into: &prepared)
+                ld = cols
             }
             func product(_ kernel: ExactKernel, _ range: Range<Int>) -> [UInt32] {
                 var y = [Float](repeating: .nan, count: tokens * rows)
-                x.withUnsafeBufferPointer { natural in
-                    ExactRows.rows(w, range, prepared: prepared, ldx: ldx, natural: natural.baseAddress!, naturalLd: ldx, &y, ldy: rows,
-                                   tokens: tokens, kernel: kernel)
-                }
+                ExactRows.rows(w, range, prepared: prepared, ldx: ld, &y, ldy: rows, tokens: tokens, kernel: kernel)
                 return y.map(\.bitPattern)
             }
             for range in [0..<rows, 5..<30] {

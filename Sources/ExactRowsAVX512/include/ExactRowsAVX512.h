@@ -15,14 +15,17 @@ typedef enum {
 /// few rows to f32 once and share them (and need `decoded` and `partial`).
 #define EXACT_AVX512_STREAMED_TOKENS 16
 
+/// Rows decoded to f32 at a time above that.
+#define EXACT_AVX512_CHUNK_ROWS 12
+
 /// True when this CPU and OS run AVX-512F (the only extension these kernels use).
 bool exact_avx512_supported(void);
 
 /// `y[t * ldy + r] = factor · Σ_c w[r, c] · x[t * ldx + c]` for rows [row_begin, row_end)
 /// and `tokens` tokens, in ExactRows' one order (the Swift kernels' bits, 16 lanes per
 /// 512-bit register). `x` is prepared in the format's lane order. `decoded` holds at least
-/// 12 · cols floats and `partial` 12 · tokens · 16, both 64-byte aligned; they are used
-/// only when tokens > EXACT_AVX512_STREAMED_TOKENS.
+/// EXACT_AVX512_CHUNK_ROWS · cols floats and `partial` EXACT_AVX512_CHUNK_ROWS · tokens · 16,
+/// both 64-byte aligned; they are used only when tokens > EXACT_AVX512_STREAMED_TOKENS.
 void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
                        const float *x, long ldx, float *y, long ldy, long tokens, float factor,
                        float *decoded, float *partial);
