@@ -18,11 +18,6 @@ public struct DispatchLayout: Sendable {
     /// Per slot `t · topK + k`, the expert-communicator rank that answers it.
     public let slotRank: [Int]
 
-    /// Computed from the gate's choices: token `t` goes to every rank holding one of its experts.
-    public init(routing: RoutingTable, ranks: Int, owner: (Int) -> Int) {
-        self.init(routing: routing, ranks: ranks, replicas: { [owner($0)] })
-    }
-
     /// Computed from the gate's choices and each expert's replicas (`replicas(e)`: the
     /// expert-communicator ranks holding expert `e` in this layer). Slots go in order — token
     /// by token, each token's slots in the gate's order — to the replica whose rank then has
