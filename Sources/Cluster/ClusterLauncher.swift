@@ -81,8 +81,9 @@ public enum ClusterLauncher {
         // Ranks usually agree (same files); when one cannot read its copy, or its copy of the
         // model differs (nodes with their own disks), all must still stop together. A node's
         // shard has an index of its own: it answers for the model it was cut from.
-        let mine = switch verdict {
-        case .success(let (_, _, manifest)): "model " + (manifest?.sourceFingerprint ?? modelFingerprint(options.model))
+        let fingerprint = verdict.map { _, _, manifest in manifest?.sourceFingerprint ?? modelFingerprint(options.model) }
+        let mine = switch fingerprint {
+        case .success(let fingerprint): "model " + fingerprint
         case .failure(let error): "error \(error)"
         }
         let verdicts = try world.gather(bytes: Array(mine.utf8), root: router).map { String(decoding: $0, as: UTF8.self) }
@@ -169,7 +170,7 @@ public enum ClusterLauncher {
 
         switch try part.get().part {
         case .router(let r, _):
-            return ClusterSession(router: r, ranks: hellos, modelFingerprint: String(verdicts[router].dropFirst("model ".count)))
+            return ClusterSession(router: r, ranks: hellos, modelFingerprint: try fingerprint.get())
         case .groupRouter(let moe, _):
             try GroupRouterRank(router: moe, root: router).run()
         case .attention(let model, _):

@@ -596,7 +596,7 @@ extension ClusterLayout {
     }
 
     /// Rows padded into columns two spaces apart; numbers right-aligned, words left-aligned.
-    static func columns(_ rows: [[String]], rightAligned: [Bool]) -> String {
+    public static func columns(_ rows: [[String]], rightAligned: [Bool]) -> String {
         let widths = rightAligned.indices.map { column in rows.map { $0[column].count }.max()! }
         return rows.map { row in
             rightAligned.indices.map { column in

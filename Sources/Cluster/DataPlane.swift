@@ -17,11 +17,10 @@ public struct DispatchLayout: Sendable {
     public let slots: [[Int]]
     /// Per slot `t · topK + k`, the expert-communicator rank that answers it.
     public let slotRank: [Int]
-
-    /// Computed from the gate's choices: token `t` goes to every rank holding one of its experts.
-    public init(routing: RoutingTable, ranks: Int, owner: (Int) -> Int) {
-        self.init(routing: routing, ranks: ranks, replicas: { [owner($0)] })
-    }
+    /// Per expert-communicator rank, the counts of `tokens` and of `slots`: stored, as dispatch,
+    /// combine and the profile read them per rank in every layer of every step.
+    public let rows: [Int]
+    public let pairs: [Int]
 
     /// Computed from the gate's choices and each expert's replicas (`replicas(e)`: the
     /// expert-communicator ranks holding expert `e` in this layer). Slots go in order — token
@@ -49,10 +48,9 @@ public struct DispatchLayout: Sendable {
         self.tokens = tokens
         self.slots = slots
         self.slotRank = slotRank
+        rows = tokens.map(\.count)
+        pairs = slots.map(\.count)
     }
-
-    public var rows: [Int] { tokens.map(\.count) }
-    public var pairs: [Int] { slots.map(\.count) }
 }
 
 /// What a dispatch left in flight; `combine` consumes it.

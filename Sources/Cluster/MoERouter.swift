@@ -20,6 +20,8 @@ final class MoERouter {
     let attentionRanks: [Int]
     /// World rank of each expert-communicator rank.
     let expertCommRanks: [Int]
+    /// The expert-communicator ranks that are expert ranks (all but the routers), ascending.
+    let expertIndices: [Int]
     /// Per MoE layer, the expert-communicator ranks holding each routed expert (its replicas).
     let replicas: [Int: [[Int]]]
     private(set) var routing = RoutingTable(topK: 1)
@@ -35,6 +37,7 @@ final class MoERouter {
     init(world: Communicator, expertComm: Communicator, expertCommRanks: [Int], layout: ClusterLayout, checkpoint: Checkpoint) throws {
         self.world = world
         self.expertCommRanks = expertCommRanks
+        expertIndices = expertCommRanks.indices.filter { layout.role(of: expertCommRanks[$0]) == .expert }
         config = checkpoint.config
         attentionRanks = layout.routers[world.rank] ?? []
         var replicas: [Int: [[Int]]] = [:]
@@ -87,11 +90,12 @@ final class MoERouter {
             RoutedExperts.sum(outputs, weights: $0.baseAddress!, topK: routing.topK, tokens: total, hidden: d, into: out)
         }
         var rowsPerRank: [Int: Int] = [:], pairsPerRank: [Int: Int] = [:]
-        for (r, n) in dispatchLayout.rows.enumerated() where !plane.routers.contains(r) {
-            rowsPerRank[expertCommRanks[r]] = n
-            pairsPerRank[expertCommRanks[r]] = dispatchLayout.pairs[r]
-            profile.addBytes(from: world.rank, to: expertCommRanks[r], n * plane.width * 4)
-            profile.addBytes(from: expertCommRanks[r], to: world.rank, (dispatchLayout.pairs[r] * d + ExpertDataPlane.trailer) * 4)
+        for r in expertIndices {
+            let rank = expertCommRanks[r], n = dispatchLayout.rows[r], pairs = dispatchLayout.pairs[r]
+            rowsPerRank[rank] = n
+            pairsPerRank[rank] = pairs
+            profile.addBytes(from: world.rank, to: rank, n * plane.width * 4)
+            profile.addBytes(from: rank, to: world.rank, (pairs * d + ExpertDataPlane.trailer) * 4)
         }
         profile.record(layer: l, dispatch: combine.dispatchSeconds, combine: combine.combineSeconds, expert: combine.expertSeconds,
                        dispatchBytes: handle.bytes, combineBytes: combine.bytes, tokens: total,

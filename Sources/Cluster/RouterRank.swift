@@ -86,10 +86,9 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
             let served = try moe.serve(layer: l, rows: rows)
             if l == routingLayer { lastRouting = planOrder(rows: rows, plan: wire) }
             if collectsLayerSamples {
-                let ranks = moe.expertCommRanks.indices.filter { !moe.plane.routers.contains($0) }
                 layerSamples.append(MoELayerSample(layer: l, dispatchSeconds: served.combine.dispatchSeconds,
                                                    combineSeconds: served.combine.combineSeconds,
-                                                   rowsPerExpertRank: ranks.map { served.layout.rows[$0] }))
+                                                   rowsPerExpertRank: moe.expertIndices.map { served.layout.rows[$0] }))
             }
         }
         let working = layout.attentionRanks.filter { a in wire.work.contains { $0.attentionRank == a && !$0.tokens.isEmpty } }

@@ -22,7 +22,6 @@ struct Logits: ParsableCommand {
     @OptionGroup var cluster: ClusterArguments
 
     func run() throws {
-
         numerics.apply()
         let ids = try parseIds(tokens, option: "--tokens")
         guard !ids.isEmpty else { throw ValidationError("--tokens is empty") }
@@ -53,10 +52,8 @@ struct Logits: ParsableCommand {
         }
     }
 
+    /// Only the router needs telling which layer's routing to keep; one process keeps every layer's.
     private func configure(_ executor: Executor) {
-        switch executor {
-        case .local: break
-        case .cluster(let session): session.router.routingLayer = routingLayer
-        }
+        if case .cluster(let session) = executor { session.router.routingLayer = routingLayer }
     }
 }

@@ -49,18 +49,15 @@ struct PlanPlacement: ParsableCommand {
     func run() throws {
         let record: ExpertLoadRecord
         let placement: ExpertPlacement
+        let layers: [ExpertPlacement.Layer]
+        let layout: ClusterLayout
         do {
             record = try ExpertLoadRecord.read(URL(fileURLWithPath: load))
             placement = try ExpertPlacement(.init(routedExperts: record.routedExperts, expertRanks: expertRanks, redundant: redundant,
                                                   groups: record.groups, nodes: nodes))
-        } catch {
-            log.error("\(error)")
-            throw ExitCode(1)
-        }
-        let (layers, overall) = placement.plan(record)
-        let layout: ClusterLayout
-        do {
-            layout = try ClusterLayout.planned(placement: overall.experts,
+            let plan = placement.plan(record)
+            layers = plan.layers
+            layout = try ClusterLayout.planned(placement: plan.overall.experts,
                                                layers: Dictionary(uniqueKeysWithValues: layers.map { ($0.layer!, $0.experts) }),
                                                attention: attentionRanks, routedExperts: record.routedExperts,
                                                moeLayers: record.layers.map(\.layer))
@@ -97,14 +94,8 @@ struct PlanPlacement: ParsableCommand {
             let mean = { (values: [Double]) in values.reduce(0, +) / Double(max(values.count, 1)) }
             rows.append(["mean", String(format: "%.3f", mean(layers.map(\.defaultBalancedness))),
                          String(format: "%.3f", mean(layers.map(\.balancedness))), ""])
-            let widths = (0..<4).map { c in rows.map { $0[c].count }.max()! }
-            for row in rows {
-                text += (0..<4).map { c in
-                    let pad = String(repeating: " ", count: widths[c] - row[c].count)
-                    return c == 0 || c == 3 ? row[c] + pad : pad + row[c]
-                }.joined(separator: "  ").replacingOccurrences(of: " +$", with: "", options: .regularExpression) + "\n"
-            }
-            emit(text, newline: false)
+            text += ClusterLayout.columns(rows, rightAligned: [false, true, true, false])
+            emit(text)
         }
         guard let out else { return }
         let description = "plan-placement from \(URL(fileURLWithPath: load).lastPathComponent) (model \(record.modelFingerprint)): "

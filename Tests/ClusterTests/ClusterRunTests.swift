@@ -66,6 +66,29 @@ import Glibc
         }
     }
 
+    /// `logits` of the fixture's reference prompt, with its routing layer, in one process and
+    /// on `ranks` ranks with `options`: every position's logits are the same bits, and the
+    /// routing is the same. Returns the cluster's run and both outputs.
+    @discardableResult
+    static func expectLogitsMatchOneProcess(_ fixture: String, ranks: Int, _ options: [String],
+                                            sourceLocation: SourceLocation = #_sourceLocation) throws
+        -> (cluster: MPIJob.Result, one: LogitsOutput, many: LogitsOutput) {
+        let reference = try reference(fixture)
+        let command = ["logits", "--model", Conclave.fixture(fixture).path, "--tokens", reference.prompt.map(String.init).joined(separator: ","),
+                       "--routing-layer", "\(reference.routingLayer)"]
+        let single = try Conclave.local(command, sourceLocation: sourceLocation)
+        try #require(single.succeeded, "single-process run failed\n\(single.report)", sourceLocation: sourceLocation)
+        let cluster = try Conclave.mpi(ranks: ranks, command + options, sourceLocation: sourceLocation)
+        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)", sourceLocation: sourceLocation)
+        let one = try parseLogits(single, sourceLocation: sourceLocation), many = try parseLogits(cluster, sourceLocation: sourceLocation)
+        try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count,
+                     "positions: single \(one.logits.count), cluster \(many.logits.count), prompt \(reference.prompt.count)",
+                     sourceLocation: sourceLocation)
+        expectSameLogits(one, many, sourceLocation: sourceLocation)
+        #expect(many.routing == one.routing, "cluster routing \(many.routing)\nsingle routing \(one.routing)", sourceLocation: sourceLocation)
+        return (cluster, one, many)
+    }
+
     /// Four prompts (the fixture's reference prompt and three others) generated greedily
     /// together, 6 tokens each, in one process and on `ranks` ranks with `layout`: the cluster
     /// prints what one process prints. Returns the cluster's run and its profile, written in `directory`.
@@ -140,25 +163,13 @@ import Glibc
     @Test(.timeLimit(.minutes(2)), arguments: parityCases)
     func logitsMatchOneProcess(_ c: ParityCase) throws {
         let reference = try Self.reference(c.fixture)
-        let model = Conclave.fixture(c.fixture).path
-        let command = ["logits", "--model", model, "--tokens", reference.prompt.map(String.init).joined(separator: ","),
-                       "--routing-layer", "\(reference.routingLayer)"]
         var clusterOptions: [String] = []
         if let a = c.attentionRanks { clusterOptions += ["--attention-ranks", "\(a)"] }
         if c.unevenLayout { clusterOptions += ["--layout", try Self.unevenLayout().path] }
 
-        let single = try Conclave.local(command)
-        try #require(single.succeeded, "single-process run failed\n\(single.report)")
-        let cluster = try Conclave.mpi(ranks: c.ranks, command + clusterOptions)
-        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
-        let one = try Self.parseLogits(single), many = try Self.parseLogits(cluster)
-
+        let (_, one, many) = try Self.expectLogitsMatchOneProcess(c.fixture, ranks: c.ranks, clusterOptions)
         #expect(many.tokens == reference.prompt)
-        try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count,
-                     "positions: single \(one.logits.count), cluster \(many.logits.count), prompt \(reference.prompt.count)")
-        Self.expectSameLogits(one, many)
         #expect(one.routingLayer == reference.routingLayer && many.routingLayer == reference.routingLayer)
-        #expect(many.routing == one.routing, "cluster routing \(many.routing)\nsingle routing \(one.routing)")
         #expect(many.routing == reference.routing, "cluster routing \(many.routing)\nreference routing \(reference.routing)")
     }
 

@@ -14,7 +14,7 @@ import Testing
     /// Without replicas each slot goes to its expert's one rank, as before.
     @Test func unreplicatedExpertsGoToTheirRank() {
         let table = Self.routing([[0, 3], [1, 2], [3, 0]])
-        let layout = DispatchLayout(routing: table, ranks: 3) { $0 < 2 ? 1 : 2 }
+        let layout = DispatchLayout(routing: table, ranks: 3) { [$0 < 2 ? 1 : 2] }
         #expect(layout.tokens == [[], [0, 1, 2], [0, 1, 2]])
         #expect(layout.slots == [[], [0, 2, 5], [1, 3, 4]])
         #expect(layout.slotRank == [1, 2, 1, 2, 2, 1])

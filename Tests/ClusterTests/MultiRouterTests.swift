@@ -128,18 +128,7 @@ import Testing
     /// router 0's attention rank (router 2 takes part in every exchange with no rows).
     @Test(.timeLimit(.minutes(2)))
     func logitsMatchOneProcess() throws {
-        let fixture = "v3-bf16"
-        let reference = try ClusterRun.reference(fixture)
-        let command = ["logits", "--model", Conclave.fixture(fixture).path, "--tokens", reference.prompt.map(String.init).joined(separator: ","),
-                       "--routing-layer", "\(reference.routingLayer)"]
-        let single = try Conclave.local(command)
-        try #require(single.succeeded, "single-process run failed\n\(single.report)")
-        let cluster = try Conclave.mpi(ranks: 6, command + ["--layout", Self.layout.path])
-        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
-        let one = try ClusterRun.parseLogits(single), many = try ClusterRun.parseLogits(cluster)
-        try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count)
-        ClusterRun.expectSameLogits(one, many)
-        #expect(many.routing == one.routing)
+        let cluster = try ClusterRun.expectLogitsMatchOneProcess("v3-bf16", ranks: 6, ["--layout", Self.layout.path]).cluster
         #expect(cluster.stderr.contains("router     serves attention ranks"), "no router table at start-up\n\(cluster.report)")
     }
 

@@ -40,20 +40,11 @@ import Testing
     /// routing; every expert rank served rows in every MoE layer.
     @Test(.timeLimit(.minutes(2)), arguments: layoutCases)
     func logitsMatchOneProcess(_ c: LayoutCase) throws {
-        let reference = try ClusterRun.reference(c.fixture)
         let directory = try ClusterRun.temporaryDirectory("replicas")
         defer { try? FileManager.default.removeItem(at: directory) }
         let profile = directory.appendingPathComponent("profile.json")
-        let command = ["logits", "--model", Conclave.fixture(c.fixture).path, "--tokens", reference.prompt.map(String.init).joined(separator: ","),
-                       "--routing-layer", "\(reference.routingLayer)"]
-        let single = try Conclave.local(command)
-        try #require(single.succeeded, "single-process run failed\n\(single.report)")
-        let cluster = try Conclave.mpi(ranks: 5, command + ["--layout", Self.layoutFile(c.layout).path, "--profile-out", profile.path])
-        try #require(cluster.succeeded, "cluster run failed\n\(cluster.report)")
-        let one = try ClusterRun.parseLogits(single), many = try ClusterRun.parseLogits(cluster)
-        try #require(one.logits.count == reference.prompt.count && many.logits.count == reference.prompt.count)
-        ClusterRun.expectSameLogits(one, many)
-        #expect(many.routing == one.routing)
+        let cluster = try ClusterRun.expectLogitsMatchOneProcess(c.fixture, ranks: 5,
+                                                                 ["--layout", Self.layoutFile(c.layout).path, "--profile-out", profile.path]).cluster
         #expect(cluster.stderr.contains("MoE layers  rank 2"), "the start-up table does not list the placements\n\(cluster.report)")
         let layers = try Self.profileRows(profile)
         #expect(layers.keys.sorted() == [1, 2])
@@ -115,13 +106,6 @@ import Testing
         }
         #expect(plan.stderr.contains("-np 5"), "\(plan.report)")
 
-        let command = ["logits", "--model", model, "--tokens", prompt, "--routing-layer", "\(reference.routingLayer)"]
-        let single = try Conclave.local(command)
-        try #require(single.succeeded, "single-process run failed\n\(single.report)")
-        let cluster = try Conclave.mpi(ranks: 5, command + ["--layout", layout.path])
-        try #require(cluster.succeeded, "cluster run on the planned layout failed\n\(cluster.report)")
-        let one = try ClusterRun.parseLogits(single), many = try ClusterRun.parseLogits(cluster)
-        #expect(one.logits == many.logits, "logits differ on the planned layout")
-        #expect(one.routing == many.routing)
+        try ClusterRun.expectLogitsMatchOneProcess(fixture, ranks: 5, ["--layout", layout.path])
     }
 }
