@@ -84,6 +84,9 @@ public struct ModelConfig: Sendable, Equatable {
         nRoutedExperts > 0 && layer >= firstKDenseReplace && layer % moeLayerFreq == 0
     }
 
+    /// The layers that use routed experts, in order.
+    public var moeLayers: [Int] { (0..<numHiddenLayers).filter(isMoELayer) }
+
     /// Number of experts in one routing group.
     public var expertsPerGroup: Int { nGroup > 0 ? nRoutedExperts / nGroup : 0 }
 }

@@ -72,7 +72,7 @@ public enum ClusterLauncher {
             let config = try ModelConfig(contentsOf: options.model.appendingPathComponent(Checkpoint.configFile))
             let layout = if let file = options.layoutFile {
                 try ClusterLayout.load(file, worldSize: world.size, routedExperts: config.nRoutedExperts,
-                                       moeLayers: (0..<config.numHiddenLayers).filter(config.isMoELayer))
+                                       moeLayers: config.moeLayers)
             } else {
                 try ClusterLayout.derived(worldSize: world.size, routedExperts: config.nRoutedExperts, attentionRanks: options.attentionRanks)
             }
@@ -124,7 +124,7 @@ public enum ClusterLauncher {
                 loaded = .attention(try DeepseekModel(checkpoint: checkpoint, localRouted: false), checkpoint)
             case .expert:
                 // Each layer's own experts: a replica is loaded where the layout puts it, nothing else.
-                let layers = try (0..<config.numHiddenLayers).filter(config.isMoELayer).map {
+                let layers = try config.moeLayers.map {
                     try RoutedExperts(checkpoint: checkpoint, layer: $0, held: layout.experts(heldBy: world.rank, layer: $0))
                 }
                 loaded = .expert(layers, checkpoint)

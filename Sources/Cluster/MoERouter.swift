@@ -41,14 +41,14 @@ final class MoERouter {
         config = checkpoint.config
         attentionRanks = layout.routers[world.rank] ?? []
         var replicas: [Int: [[Int]]] = [:]
-        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) {
+        for l in config.moeLayers {
             replicas[l] = layout.replicas(layer: l).map { $0.map { expertCommRanks.firstIndex(of: $0)! } }
         }
         self.replicas = replicas
         plane = ExpertDataPlane(comm: expertComm, routers: layout.routerRanks.map { expertCommRanks.firstIndex(of: $0)! },
                                 hidden: config.hiddenSize, topK: config.numExpertsPerTok)
         var gates: [Int: Gate] = [:]
-        for l in 0..<config.numHiddenLayers where config.isMoELayer(l) { gates[l] = try Gate(checkpoint: checkpoint, layer: l) }
+        for l in config.moeLayers { gates[l] = try Gate(checkpoint: checkpoint, layer: l) }
         self.gates = gates
         profile = AllToAllProfile(worldSize: world.size, routedExperts: config.nRoutedExperts)
         routing = RoutingTable(topK: config.numExpertsPerTok)
@@ -133,7 +133,7 @@ final class GroupRouterRank {
                 guard plan.work.contains(where: { !$0.tokens.isEmpty }) else { continue }
                 let rows = router.rows(of: plan)
                 if !rows.isEmpty { router.activity.steps += 1 }
-                for l in 0..<router.config.numHiddenLayers where router.config.isMoELayer(l) {
+                for l in router.config.moeLayers {
                     try router.serve(layer: l, rows: rows)
                 }
             case .shutdown(let s):

@@ -27,7 +27,7 @@ public struct RankTensors: Sendable, Equatable {
 
     /// `experts(layer)` are the routed expert ids an expert rank holds in MoE layer `layer`.
     public init(role: ClusterLayout.Role, experts: (Int) -> [Int], config: ModelConfig, available: some Collection<String>) {
-        let moeLayers = (0..<config.numHiddenLayers).filter(config.isMoELayer)
+        let moeLayers = config.moeLayers
         let held = Dictionary(uniqueKeysWithValues: moeLayers.map { ($0, role == .expert ? Set(experts($0)) : []) })
         names = available.filter { name in
             switch Self.owner(of: name, config: config) {

@@ -28,7 +28,7 @@ public struct ShardManifest: Codable, Sendable, Equatable {
         /// Rank `rank` as `layout` places it; `config` gives the MoE layers of per-layer placements.
         public init(rank: Int, layout: ClusterLayout, config: ModelConfig) {
             let role = layout.role(of: rank)
-            let moeLayers = (0..<config.numHiddenLayers).filter(config.isMoELayer)
+            let moeLayers = config.moeLayers
             let perLayer = role == .expert && !layout.layers.isEmpty
                 ? Dictionary(uniqueKeysWithValues: moeLayers.map { ($0, layout.experts(heldBy: rank, layer: $0)) }) : nil
             self.init(rank: rank, role: role, experts: perLayer.map { Array(Set($0.values.joined())).sorted() } ?? layout.experts(heldBy: rank),

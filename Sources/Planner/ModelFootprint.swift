@@ -54,7 +54,7 @@ public struct ModelFootprint: Sendable, Equatable {
             matrix(heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank, w), matrix(h, heads * c.vHeadDim, w),
             norm(h), norm(h),
         ])
-        let moeLayers = (0..<c.numHiddenLayers).filter(c.isMoELayer).count
+        let moeLayers = c.moeLayers.count
         let denseLayers = c.numHiddenLayers - moeLayers
         let denseMLP = sum(Array(repeating: matrix(c.intermediateSize, h, w), count: 3))
         let shared = sum(Array(repeating: matrix(c.moeIntermediateSize * c.nSharedExperts, h, w), count: c.nSharedExperts > 0 ? 3 : 0))

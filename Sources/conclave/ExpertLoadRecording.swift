@@ -42,7 +42,7 @@ final class ExpertLoadRecorder {
     /// The counts so far, every MoE layer included (zeros before any step reached it).
     var record: ExpertLoadRecord {
         let counts = source.expertLoad
-        let layers = (0..<config.numHiddenLayers).filter(config.isMoELayer).map { l in
+        let layers = config.moeLayers.map { l in
             ExpertLoadRecord.Layer(layer: l, tokensPerExpert: counts.tokensPerExpert[l] ?? Array(repeating: 0, count: config.nRoutedExperts))
         }
         return ExpertLoadRecord(modelFingerprint: fingerprint, model: model.path, routedExperts: config.nRoutedExperts,

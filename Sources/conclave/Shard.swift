@@ -42,7 +42,7 @@ struct Shard: ParsableCommand {
         let hosts = try Hostfile(contentsOf: URL(fileURLWithPath: hostfile))
         let layout = try ShardPlan.layout(for: hosts, layoutFile: self.layout.map { URL(fileURLWithPath: $0) },
                                           attentionRanks: attentionRanks, routedExperts: checkpoint.config.nRoutedExperts,
-                                          moeLayers: (0..<checkpoint.config.numHiddenLayers).filter(checkpoint.config.isMoELayer))
+                                          moeLayers: checkpoint.config.moeLayers)
         let plan = try ShardPlan(hostfile: hosts, layout: layout, config: checkpoint.config, tensorNames: checkpoint.tensorNames)
         let written = try ModelSharder.write(plan, from: checkpoint, to: URL(fileURLWithPath: out), maxFileBytes: maxFileBytes)
         report(NodeShardSummary.table(written))
