@@ -19,18 +19,18 @@ public enum SyntheticCheckpoint {
         precondition(weights == .bf16 || weights == .f32, "synthetic checkpoints are bf16 or f32")
         let config = preset.config
         try config.validate(source: "preset \(preset.rawValue)")
-        let skew = preset.routingSkew
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try config.jsonData().write(to: directory.appendingPathComponent("config.json"))
         let writer = SafetensorsWriter()
-        for (index, tensor) in tensors(for: config, weights: weights).enumerated() where including(tensor.name) {
+        // A skewed preset adds its hot set to the gates' correction biases; every other value is the base preset's.
+        let skew = preset.routingSkew
+        let all = tensors(for: config, weights: weights) { layer in
+            skew?.biasOffsets(layer: layer, experts: config.nRoutedExperts, seed: seed)
+        }
+        for (index, tensor) in all.enumerated() where including(tensor.name) {
             let stream = seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index)
-            // A skewed preset adds its hot set to the gate's correction bias; every other value is the base preset's.
-            let offsets = skew.flatMap { skew in
-                Self.correctionBiasLayer(tensor.name).map { skew.biasOffsets(layer: $0, experts: config.nRoutedExperts, seed: seed) }
-            }
             try writer.add(tensor.name, dtype: tensor.dtype, shape: tensor.shape) { buffer in
-                tensor.values.fill(buffer, dtype: tensor.dtype, bf16Exact: tensor.bf16Exact, seed: stream, offsets: offsets)
+                tensor.values.fill(buffer, dtype: tensor.dtype, bf16Exact: tensor.bf16Exact, seed: stream, offsets: tensor.offsets)
             }
         }
         try writer.writeCheckpoint(to: directory, maxShardBytes: maxShardBytes)
@@ -45,6 +45,8 @@ public enum SyntheticCheckpoint {
         let values: Values
         /// Values rounded to bf16 whatever the storage (see `write`).
         var bf16Exact = true
+        /// Added value by value to what is drawn.
+        var offsets: [Float]? = nil
     }
 
     /// How a tensor's values are drawn.
@@ -54,8 +56,7 @@ public enum SyntheticCheckpoint {
         /// One plus noise: norm weights that are not all equal.
         case nearOne(std: Float)
 
-        /// `offsets`, when given, are added value by value to what is drawn.
-        func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, bf16Exact: Bool, seed: UInt64, offsets: [Float]? = nil) {
+        func fill(_ buffer: UnsafeMutableRawBufferPointer, dtype: DType, bf16Exact: Bool, seed: UInt64, offsets: [Float]?) {
             var rng = RandomSource(seed: seed)
             let count = buffer.count / dtype.byteSize
             let (base, spread): (Float, Float) = switch self {
@@ -75,15 +76,9 @@ public enum SyntheticCheckpoint {
         }
     }
 
-    /// The layer of a gate's `e_score_correction_bias`, or nil for any other tensor.
-    static func correctionBiasLayer(_ name: String) -> Int? {
-        let prefix = "model.layers.", suffix = ".mlp.gate.e_score_correction_bias"
-        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
-        return Int(name.dropFirst(prefix.count).dropLast(suffix.count))
-    }
-
-    /// Every tensor of a DeepSeek checkpoint for `config`, named as the published ones.
-    static func tensors(for c: ModelConfig, weights: DType) -> [Tensor] {
+    /// Every tensor of a DeepSeek checkpoint for `config`, named as the published ones;
+    /// `biasOffsets` gives what to add to a MoE layer's correction bias, if anything.
+    static func tensors(for c: ModelConfig, weights: DType, biasOffsets: (_ layer: Int) -> [Float]?) -> [Tensor] {
         func linear(_ name: String, _ rows: Int, _ cols: Int, gain: Float = 0.5) -> Tensor {
             Tensor(name: name, shape: [rows, cols], dtype: weights, values: .uniform(std: gain / Float(cols).squareRoot()))
         }
@@ -117,7 +112,7 @@ public enum SyntheticCheckpoint {
                 // A wide gate makes different tokens pick different experts.
                 out.append(linear(p + "mlp.gate.weight", c.nRoutedExperts, h, gain: 2))
                 out.append(Tensor(name: p + "mlp.gate.e_score_correction_bias", shape: [c.nRoutedExperts], dtype: .f32,
-                                  values: .uniform(std: 0.05), bf16Exact: false))
+                                  values: .uniform(std: 0.05), bf16Exact: false, offsets: biasOffsets(l)))
                 for e in 0..<c.nRoutedExperts { out += ffn(p + "mlp.experts.\(e)", c.moeIntermediateSize) }
                 if c.nSharedExperts > 0 { out += ffn(p + "mlp.shared_experts", c.moeIntermediateSize * c.nSharedExperts) }
             } else {

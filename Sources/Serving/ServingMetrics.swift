@@ -113,14 +113,9 @@ struct LayerWindow {
         return rows
     }
 
-    /// Rows per expert rank summed over the window: max ÷ mean.
-    var imbalance: Double {
-        let rows = rows
-        guard !rows.isEmpty else { return 1 }
-        let mean = Double(rows.reduce(0, +)) / Double(rows.count)
-        return mean > 0 ? Double(rows.max()!) / mean : 1
-    }
-
-    /// Rows per expert rank summed over the window: mean ÷ max.
+    /// Rows per expert rank summed over the window: mean ÷ max (1 without rows).
     var balancedness: Double { Balancedness.of(rows) }
+
+    /// The same rows' max ÷ mean, as the inverse of `balancedness` (never 0: max > 0 implies mean > 0).
+    var imbalance: Double { 1 / balancedness }
 }
