@@ -232,15 +232,14 @@ void exact_avx512_rows(exact_format format, const void *w, long cols, long row_b
 }
 
 float exact_avx512_fma_chains(long iterations, float seed) {
-    // x ← x · m + c converges, so nothing overflows or turns subnormal; twelve chains cover
-    // the 4-cycle latency of two FMA units with room to spare.
-    __m512 a[12];
+    // x ← x · m + c converges, so nothing overflows or turns subnormal.
+    __m512 a[EXACT_AVX512_FMA_CHAINS];
     const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(seed * 1e-6f);
-    for (int i = 0; i < 12; i++) a[i] = _mm512_set1_ps(seed + (float)i);
+    for (int i = 0; i < EXACT_AVX512_FMA_CHAINS; i++) a[i] = _mm512_set1_ps(seed + (float)i);
     for (long k = 0; k < iterations; k++)
-        for (int i = 0; i < 12; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
+        for (int i = 0; i < EXACT_AVX512_FMA_CHAINS; i++) a[i] = _mm512_fmadd_ps(a[i], m, c);
     __m512 s = a[0];
-    for (int i = 1; i < 12; i++) s = _mm512_add_ps(s, a[i]);
+    for (int i = 1; i < EXACT_AVX512_FMA_CHAINS; i++) s = _mm512_add_ps(s, a[i]);
     return reduce(s);
 }
 

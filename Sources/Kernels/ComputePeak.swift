@@ -22,7 +22,7 @@ public enum ComputePeak {
             }
         }
         precondition(sums.allSatisfy(\.isFinite))
-        return Double(sums.count * iterations * (avx512 ? 12 : fmaChainCount) * 16 * 2) / seconds
+        return Double(sums.count * iterations * (avx512 ? Int(EXACT_AVX512_FMA_CHAINS) : fmaChainCount) * 16 * 2) / seconds
     }
 
     /// The code `f32FMA` measures and the exact kernels run.

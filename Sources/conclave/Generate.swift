@@ -47,7 +47,6 @@ struct Generate: ParsableCommand {
     }
 
     func run() throws {
-
         numerics.apply()
         try Executor.run(model: model.url, cluster: cluster) { executor in
             let recorder = try expertLoad.recordExpertLoad.flatMap {

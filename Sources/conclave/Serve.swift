@@ -69,7 +69,6 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
-
         numerics.apply()
         let frontEnd = FrontEnd()
         do {

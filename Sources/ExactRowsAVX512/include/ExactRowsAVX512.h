@@ -30,8 +30,13 @@ void exact_avx512_rows(exact_format format, const void *w, long cols, long row_b
                        const float *x, long ldx, float *y, long ldy, long tokens, float factor,
                        float *decoded, float *partial);
 
-/// `iterations` steps of 12 independent 16-lane fused multiply-add chains (2 · 16 · 12 FLOP
-/// a step); the returned sum keeps the work from being optimised away.
+/// Independent chains of `exact_avx512_fma_chains`: they cover the 4-cycle latency of two
+/// FMA units with room to spare.
+#define EXACT_AVX512_FMA_CHAINS 12
+
+/// `iterations` steps of EXACT_AVX512_FMA_CHAINS independent 16-lane fused multiply-add
+/// chains (2 · 16 FLOP per chain and step); the returned sum keeps the work from being
+/// optimised away.
 float exact_avx512_fma_chains(long iterations, float seed);
 
 #endif
