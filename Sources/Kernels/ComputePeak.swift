@@ -27,7 +27,7 @@ public enum ComputePeak {
 
     /// The code `f32FMA` measures and the exact kernels run.
     public static var f32FMACode: String {
-        ExactKernel.chosen == .avx512 ? "C with AVX-512F intrinsics" : "Swift SIMD16<Float> with -target-cpu haswell"
+        ExactKernel.chosen == .avx512 ? "C with AVX-512 intrinsics" : "Swift SIMD16<Float> with -target-cpu haswell"
     }
 
     /// oneDNN's bf16 × bf16 → f32 matmul of `size`³ (2 · size³ FLOP) per thread.

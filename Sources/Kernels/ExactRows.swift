@@ -17,7 +17,7 @@ import Foundation
 ///
 /// Activations are never rounded: a bf16 or FP8 weight meets its f32 activation in f32.
 /// So a token's logits are bit-for-bit the same alone, in any batch, in any chunk of a
-/// prompt and on any number of threads. Where the CPU has AVX-512F, `ExactRowsAVX512`
+/// prompt and on any number of threads. Where the CPU has AVX-512F and BW, `ExactRowsAVX512`
 /// runs the same order with wider registers and larger register blocks (`ExactKernel`).
 enum ExactRows {
     /// Columns per block: four vectors of 16.
@@ -338,7 +338,7 @@ enum ExactRows {
 enum ExactKernel: String {
     /// Swift SIMD code, compiled for AVX2 and FMA on x86 (and for any other CPU).
     case portable
-    /// C with AVX-512F intrinsics (`ExactRowsAVX512`): twice the register width and twice
+    /// C with AVX-512 intrinsics (`ExactRowsAVX512`): twice the register width and twice
     /// the registers to block with.
     case avx512
 

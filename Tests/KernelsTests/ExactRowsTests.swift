@@ -55,14 +55,15 @@ import Testing
         }
     }
 
-    /// The AVX-512 kernels give the Swift kernels' bits on every path: one token, streamed
-    /// tokens in fours and ones, decoded rows over column slices, ragged row and token edges.
+    /// The AVX-512 kernels give the Swift kernels' bits on every path: one to three tokens on
+    /// four rows, up to eight tokens on two, decoded rows over column slices, ragged row and
+    /// token edges.
     @Test(.enabled(if: ExactKernel.avx512Supported), arguments: Format.allCases)
     func avx512MatchesPortable(_ format: Format) {
         let rows = 37, cols = 1000, ldx = cols + 3
         let w = Self.matrix(format, rows: rows, cols: cols)
         let x = (0..<40 * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
-        for tokens in [1, 2, 3, 5, 8, 16, 17, 23, 40] {
+        for tokens in [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 23, 40] {
             var (prepared, ld) = (x, ldx)
             if let order = ExactRows.activationOrder(w) {
                 ExactRows.prepare(x, tokens: tokens, ldx: ldx, cols: cols, order: order, into: &prepared)
