@@ -129,7 +129,7 @@ public struct LinearJob {
 }
 
 extension Linear {
-    /// Runs independent products in one parallel region, splitting their rows evenly over
+    /// Runs independent products in one parallel region, splitting their rows by cost over
     /// the pool (or on the calling thread when `pool` is nil). Decode runs a dozen small
     /// matrices per layer (a token's experts, or the projections that read the same
     /// input); one region for all of them saves a synchronisation per matrix and keeps
@@ -156,14 +156,27 @@ extension Linear {
             let j = jobs[i]
             ExactRows.prepare(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.weight.cols, order: orders[i]!, into: base + offsets[i]!)
         }
+        // Rows are split by cost, not count: with a prompt, a row of the shared expert's
+        // product (every token) costs ten of a routed expert's (its dozen tokens). A row of
+        // few tokens costs its bytes (decode streams weights), of many its multiply-adds.
+        let costs = jobs.map { $0.weight.cols * max($0.tokens, 4 * $0.weight.bytesPerElement) }
         var starts = [Int](), total = 0
-        for j in jobs { starts.append(total); total += j.weight.rows }
-        parallelRows(total, grain: 8, pool) { range in
-            for (i, j) in jobs.enumerated() where starts[i] < range.upperBound && starts[i] + j.weight.rows > range.lowerBound {
-                let rows = max(range.lowerBound, starts[i]) - starts[i] ..< min(range.upperBound, starts[i] + j.weight.rows) - starts[i]
+        for (i, j) in jobs.enumerated() { starts.append(total); total += j.weight.rows * costs[i] }
+        let parts = pool.map { min($0.threads, max(1, total / (costs.min()! * 8))) } ?? 1
+        /// Job i's first row at or past cost `at`, a multiple of 8 rows (or its end).
+        func boundary(_ i: Int, _ at: Int) -> Int {
+            let row = (max(0, at - starts[i]) + costs[i] - 1) / costs[i]
+            return min(jobs[i].weight.rows, (row + 7) / 8 * 8)
+        }
+        let run = { (part: Int) in
+            let lo = total * part / parts, hi = total * (part + 1) / parts
+            for (i, j) in jobs.enumerated() {
+                let rows = boundary(i, lo) ..< boundary(i, hi)
+                guard !rows.isEmpty else { continue }
                 let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
                 ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, j.y, ldy: j.ldy, tokens: j.tokens)
             }
         }
+        if let pool, parts > 1 { pool.run { part in if part < parts { run(part) } } } else { run(0) }
     }
 }
