@@ -219,7 +219,7 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
     long r = row_begin;
     if (tokens <= 3) {
         // Four rows stream at once: four weight streams in flight, each block decoded once
-        // for all tokens (a block per token measured 1.5× slower at two and three tokens).
+        // for all tokens (a block per token gave half the rate at two and three tokens).
         for (; r + 4 <= row_end; r += 4) streamed_tokens(f, 4, (int)tokens, w, cols, r, x, ldx, y, ldy, factor);
         for (; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, x, ldx, y, ldy, factor);
         return;
