@@ -14,6 +14,8 @@ final class MoERouter {
     let world: Communicator
     let plane: ExpertDataPlane
     let config: ModelConfig
+    /// The model's MoE layers, ascending: every step serves each, so they are listed once here.
+    let moeLayers: [Int]
     let gates: [Int: Gate]
     let profile: AllToAllProfile
     /// The attention ranks this router serves, ascending.
@@ -39,16 +41,17 @@ final class MoERouter {
         self.expertCommRanks = expertCommRanks
         expertIndices = expertCommRanks.indices.filter { layout.role(of: expertCommRanks[$0]) == .expert }
         config = checkpoint.config
+        moeLayers = config.moeLayers
         attentionRanks = layout.routers[world.rank] ?? []
         var replicas: [Int: [[Int]]] = [:]
-        for l in config.moeLayers {
+        for l in moeLayers {
             replicas[l] = layout.replicas(layer: l).map { $0.map { expertCommRanks.firstIndex(of: $0)! } }
         }
         self.replicas = replicas
         plane = ExpertDataPlane(comm: expertComm, routers: layout.routerRanks.map { expertCommRanks.firstIndex(of: $0)! },
                                 hidden: config.hiddenSize, topK: config.numExpertsPerTok)
         var gates: [Int: Gate] = [:]
-        for l in config.moeLayers { gates[l] = try Gate(checkpoint: checkpoint, layer: l) }
+        for l in moeLayers { gates[l] = try Gate(checkpoint: checkpoint, layer: l) }
         self.gates = gates
         profile = AllToAllProfile(worldSize: world.size, routedExperts: config.nRoutedExperts)
         routing = RoutingTable(topK: config.numExpertsPerTok)
@@ -133,7 +136,7 @@ final class GroupRouterRank {
                 guard plan.work.contains(where: { !$0.tokens.isEmpty }) else { continue }
                 let rows = router.rows(of: plan)
                 if !rows.isEmpty { router.activity.steps += 1 }
-                for l in router.config.moeLayers {
+                for l in router.moeLayers {
                     try router.serve(layer: l, rows: rows)
                 }
             case .shutdown(let s):

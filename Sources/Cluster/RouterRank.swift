@@ -82,7 +82,7 @@ public final class RouterRank: StepExecutor, ReportsMoELayers, CountsExpertLoad 
 
         // Rows per attention rank rank 0 serves; every attention rank with work returns its results here.
         let rows = moe.rows(of: wire)
-        for l in config.moeLayers {
+        for l in moe.moeLayers {
             let served = try moe.serve(layer: l, rows: rows)
             if l == routingLayer { lastRouting = planOrder(rows: rows, plan: wire) }
             if collectsLayerSamples {

@@ -22,21 +22,23 @@ final class ExpertLoadRecorder {
     let start = Date()
     private(set) var lastWrite = Date()
 
-    /// Nil when the executor counts nothing (it never should: both executors run the gates or the router).
-    init?(file: URL, model: URL, executor: Executor) throws {
-        guard let source = executor.stepExecutor as? CountsExpertLoad else { return nil }
-        // Rank 0 counts only its own routers' tokens during a run; the others' reach it at shutdown.
-        if case .cluster(let session) = executor, session.router.layout.routerRanks.count > 1 {
-            throw ValidationError("--record-expert-load counts what rank 0's router gates; this layout has \(session.router.layout.routerRanks.count) routers, whose tokens it would miss: record with a one-router layout")
+    init(file: URL, model: URL, executor: Executor) throws {
+        switch executor {
+        case .local(let runner):
+            source = runner
+            fingerprint = try ModelFingerprint.of(model)
+        case .cluster(let session):
+            // Rank 0 counts only its own routers' tokens during a run; the others' reach it at shutdown.
+            let routers = session.router.layout.routerRanks.count
+            guard routers == 1 else {
+                throw ValidationError("--record-expert-load counts what rank 0's router gates; this layout has \(routers) routers, whose tokens it would miss: record with a one-router layout")
+            }
+            source = session.router
+            fingerprint = session.modelFingerprint
         }
         self.file = file
         self.model = model
-        self.source = source
         config = try ModelConfig(contentsOf: model.appendingPathComponent(Checkpoint.configFile))
-        fingerprint = switch executor {
-        case .local: try ModelFingerprint.of(model)
-        case .cluster(let session): session.modelFingerprint
-        }
     }
 
     /// The counts so far, every MoE layer included (zeros before any step reached it).

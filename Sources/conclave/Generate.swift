@@ -49,7 +49,7 @@ struct Generate: ParsableCommand {
     func run() throws {
         numerics.apply()
         try Executor.run(model: model.url, cluster: cluster) { executor in
-            let recorder = try expertLoad.recordExpertLoad.flatMap {
+            let recorder = try expertLoad.recordExpertLoad.map {
                 try ExpertLoadRecorder(file: URL(fileURLWithPath: $0), model: model.url, executor: executor)
             }
             // Token-id prompts run without a tokenizer (some checkpoints ship none).

@@ -78,7 +78,7 @@ struct Serve: ParsableCommand {
                 let server = frontEnd.server!
                 let generator = Generator(executor: executor.stepExecutor, tokenizer: server.model.tokenizer,
                                           limits: server.engine.options.limits)
-                let recorder = try expertLoad.recordExpertLoad.flatMap {
+                let recorder = try expertLoad.recordExpertLoad.map {
                     try ExpertLoadRecorder(file: URL(fileURLWithPath: $0), model: model.url, executor: executor)
                 }
                 do {

@@ -2,8 +2,8 @@ import Cluster
 import Foundation
 import Testing
 
-/// Writes `json` to a fresh temporary layout file.
-private func layoutFile(_ json: String, name: String = "layout") throws -> URL {
+/// Writes `json` to a fresh temporary layout file (also used by `MultiRouterTests`).
+func layoutFile(_ json: String, name: String = "layout") throws -> URL {
     let directory = FileManager.default.temporaryDirectory
         .appendingPathComponent("cluster-layout-\(getpid())-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -13,7 +13,7 @@ private func layoutFile(_ json: String, name: String = "layout") throws -> URL {
 }
 
 /// The error `body` throws, or a test failure when it does not throw.
-private func layoutError(_ body: () throws(LayoutError) -> ClusterLayout,
+func layoutError(_ body: () throws(LayoutError) -> ClusterLayout,
                          sourceLocation: SourceLocation = #_sourceLocation) -> LayoutError? {
     do {
         let layout = try body()

@@ -7,24 +7,12 @@ import Testing
 /// Layouts with several routers (`"routers"`: router rank → the attention ranks it serves):
 /// parsing, every validation mistake named, the start-up table.
 @Suite struct RouterMaps {
-    static func file(_ json: String) throws -> URL {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("routers-\(getpid())-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let url = directory.appendingPathComponent("routers.json")
-        try Data(json.utf8).write(to: url)
-        return url
-    }
-
     static func error(_ json: String, np: Int = 6, sourceLocation: SourceLocation = #_sourceLocation) throws -> (message: String, file: String) {
-        let url = try file(json)
-        do {
-            let layout = try ClusterLayout.load(url, worldSize: np, routedExperts: 16)
-            Issue.record("expected a LayoutError, got \(layout)", sourceLocation: sourceLocation)
-            return ("", url.path)
-        } catch {
-            #expect(!error.description.contains("\n"), "message spans lines: \(error)", sourceLocation: sourceLocation)
-            return (error.description, url.path)
-        }
+        let url = try layoutFile(json, name: "routers")
+        let message = layoutError({ () throws(LayoutError) in try ClusterLayout.load(url, worldSize: np, routedExperts: 16) },
+                                  sourceLocation: sourceLocation)?.description ?? ""
+        #expect(!message.contains("\n"), "message spans lines: \(message)", sourceLocation: sourceLocation)
+        return (message, url.path)
     }
 
     @Test func twoRoutersParse() throws {
@@ -39,16 +27,16 @@ import Testing
         #expect((0..<6).map { layout.role(of: $0) } == [.router, .attention, .router, .attention, .expert, .expert])
         #expect(layout.router(serving: 1) == 0 && layout.router(serving: 3) == 2)
         // What fileText writes reads back as the same layout.
-        let again = try ClusterLayout.load(try Self.file(layout.fileText()), worldSize: 6, routedExperts: 16)
+        let again = try ClusterLayout.load(try layoutFile(layout.fileText()), worldSize: 6, routedExperts: 16)
         #expect(again == layout)
         // With "attention" given too, it must be what the routers serve.
-        let explicit = try ClusterLayout.load(try Self.file(#"{"routers": {"0": [1], "2": [3]}, "attention": "1,3", "experts": {"4": "0-7", "5": "8-15"}}"#),
+        let explicit = try ClusterLayout.load(try layoutFile(#"{"routers": {"0": [1], "2": [3]}, "attention": "1,3", "experts": {"4": "0-7", "5": "8-15"}}"#),
                                               worldSize: 6, routedExperts: 16)
         #expect(explicit == layout)
     }
 
     @Test func singleRouterFormUnchanged() throws {
-        let layout = try ClusterLayout.load(try Self.file(#"{"router": 0, "attention": [1, 2], "experts": {"3": "0-7", "4": "8-15"}}"#),
+        let layout = try ClusterLayout.load(try layoutFile(#"{"router": 0, "attention": [1, 2], "experts": {"3": "0-7", "4": "8-15"}}"#),
                                             worldSize: 5, routedExperts: 16)
         #expect(layout.routers == [0: [1, 2]])
         #expect(layout.routerRanks == [0])
