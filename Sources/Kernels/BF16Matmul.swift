@@ -153,7 +153,8 @@ final class OneDNN: @unchecked Sendable {
 }
 
 /// One matmul primitive per part of the output (a block of token rows or of columns).
-private final class Plan {
+/// `ComputePeak` measures the bf16 peak on one of its parts.
+final class Plan {
     struct Key: Hashable {
         let tokens, rows, cols, ldy, parts: Int
         let splitTokens: Bool
@@ -240,7 +241,12 @@ private final class Plan {
             dnnl_primitive_desc_destroy(descriptor)
         }
 
-        var implementation: String { OneDNNPrimitive.implementation(descriptor) }
+        /// oneDNN's name for the kernel it chose (`brg:avx512_core_bf16`, `gemm:jit`, `ref:any`…).
+        var implementation: String {
+            var info: UnsafePointer<CChar>?
+            dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
+            return info.map { String(cString: $0) } ?? "?"
+        }
 
         /// Runs this part; `x` is the whole bf16 activation block, `y` the caller's output.
         func execute(_ w: UnsafePointer<UInt16>, _ x: UnsafePointer<UInt16>, _ y: UnsafeMutablePointer<Float>,
@@ -307,14 +313,5 @@ enum OpenMP {
     /// Makes oneDNN calls from this thread run on it alone (a per-thread OpenMP setting).
     static func limitCallingThread() {
         if maxThreads != 1 { setter?(1) }
-    }
-}
-
-/// oneDNN's name for the kernel a primitive descriptor chose (`brg:avx512_core_bf16`, `gemm:jit`, `ref:any`…).
-enum OneDNNPrimitive {
-    static func implementation(_ descriptor: dnnl_primitive_desc_t) -> String {
-        var info: UnsafePointer<CChar>?
-        dnnl_primitive_desc_query(descriptor, dnnl_query_impl_info_str, 0, &info)
-        return info.map { String(cString: $0) } ?? "?"
     }
 }

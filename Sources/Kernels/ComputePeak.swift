@@ -102,57 +102,36 @@ public enum ComputePeak {
 }
 
 /// One thread's `[size × size]` bf16 activations times a `[size × size]` bf16 weight stored
-/// `[N × K]` row-major, as the model's weights are (`dnnl_ba`), into f32: the call sequence of
-/// `BF16Matmul`'s plans, reduced to one plain product with its own operands.
+/// `[N × K]` row-major, as the model's weights are, into f32: one part of `BF16Matmul`'s plans
+/// covering every column, with its own operands, stream and workspace.
 private final class SquareMatmul {
-    private let primitive: dnnl_primitive_t
-    private let descriptor: dnnl_primitive_desc_t
+    private let part: Plan.Part
     private let stream: dnnl_stream_t
-    private let memories: [dnnl_memory_t]
-    private let buffers: [UnsafeMutableRawPointer]
+    private let weights, activations, output, workspace: UnsafeMutableRawPointer
 
     init?(size: Int, engine: dnnl_engine_t) {
-        let n = Int64(size)
-        let dims = [n, n] + Array(repeating: 0, count: 10) // dnnl_dims_t is int64_t[DNNL_MAX_NDIMS]
-        var srcMD = dnnl_memory_desc_t(), weightsMD = dnnl_memory_desc_t(), dstMD = dnnl_memory_desc_t()
-        guard dnnl_memory_desc_init_by_tag(&srcMD, 2, dims, dnnl_bf16, dnnl_ab) == dnnl_success,
-              dnnl_memory_desc_init_by_tag(&weightsMD, 2, dims, dnnl_bf16, dnnl_ba) == dnnl_success,
-              dnnl_memory_desc_init_by_tag(&dstMD, 2, dims, dnnl_f32, dnnl_ab) == dnnl_success else { return nil }
-        var op = dnnl_matmul_desc_t()
-        var pd: dnnl_primitive_desc_t?, primitive: dnnl_primitive_t?, stream: dnnl_stream_t?
-        guard dnnl_matmul_desc_init(&op, &srcMD, &weightsMD, nil, &dstMD) == dnnl_success,
-              dnnl_primitive_desc_create(&pd, &op, nil, engine, nil) == dnnl_success, let pd else { return nil }
-        guard dnnl_primitive_create(&primitive, pd) == dnnl_success, let primitive,
-              dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else {
-            if let primitive { dnnl_primitive_destroy(primitive) }
-            dnnl_primitive_desc_destroy(pd)
-            return nil
-        }
-        (descriptor, self.primitive, self.stream) = (pd, primitive, stream)
+        let key = Plan.Key(tokens: size, rows: size, cols: size, ldy: size, parts: 1, splitTokens: false)
+        var stream: dnnl_stream_t?
+        guard let part = Plan.Part(tokens: 0..<size, columns: 0..<size, key: key, engine: engine),
+              dnnl_stream_create(&stream, engine, dnnl_stream_default_flags.rawValue) == dnnl_success, let stream else { return nil }
+        (self.part, self.stream) = (part, stream)
+        weights = .allocate(byteCount: size * size * 2, alignment: 64)
+        activations = .allocate(byteCount: size * size * 2, alignment: 64)
+        output = .allocate(byteCount: size * size * 4, alignment: 64)
+        workspace = .allocate(byteCount: part.workspaceBytes, alignment: 64)
         // bf16 1.0 in both operands: values do not change the speed of the dot products.
-        buffers = [size * size * 2, size * size * 2, size * size * 4].map { UnsafeMutableRawPointer.allocate(byteCount: $0, alignment: 64) }
-        for b in buffers[0...1] { b.initializeMemory(as: UInt16.self, repeating: 0x3F80, count: size * size) }
-        memories = zip([srcMD, weightsMD, dstMD], buffers).compactMap { md, buffer in
-            var md = md, memory: dnnl_memory_t?
-            return dnnl_memory_create(&memory, &md, engine, buffer) == dnnl_success ? memory : nil
-        }
-        guard memories.count == 3 else { return nil }
+        for b in [weights, activations] { b.initializeMemory(as: UInt16.self, repeating: 0x3F80, count: size * size) }
     }
 
     deinit {
-        for m in memories { dnnl_memory_destroy(m) }
-        for b in buffers { b.deallocate() }
+        for b in [weights, activations, output, workspace] { b.deallocate() }
         dnnl_stream_destroy(stream)
-        dnnl_primitive_destroy(primitive)
-        dnnl_primitive_desc_destroy(descriptor)
     }
 
-    var implementation: String { OneDNNPrimitive.implementation(descriptor) }
+    var implementation: String { part.implementation }
 
     func run() -> Bool {
-        var args = [dnnl_exec_arg_t(arg: DNNL_ARG_SRC, memory: memories[0]), dnnl_exec_arg_t(arg: DNNL_ARG_WEIGHTS, memory: memories[1]),
-                    dnnl_exec_arg_t(arg: DNNL_ARG_DST, memory: memories[2])]
-        return dnnl_primitive_execute(primitive, stream, Int32(args.count), &args) == dnnl_success
-            && dnnl_stream_wait(stream) == dnnl_success
+        part.execute(weights.assumingMemoryBound(to: UInt16.self), activations.assumingMemoryBound(to: UInt16.self),
+                     output.assumingMemoryBound(to: Float.self), workspace: workspace, stream: stream)
     }
 }

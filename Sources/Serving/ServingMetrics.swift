@@ -84,8 +84,10 @@ public final class ServingMetrics: @unchecked Sendable {
             let window = layers[layer]!, gauges = layerGauges[layer]!
             gauges.dispatch.set(window.meanDispatch)
             gauges.combine.set(window.meanCombine)
-            gauges.imbalance.set(window.imbalance)
-            gauges.balancedness.set(window.balancedness)
+            // One sum over the window for both gauges; balancedness is never 0 (max > 0 implies mean > 0).
+            let balancedness = window.balancedness
+            gauges.imbalance.set(1 / balancedness)
+            gauges.balancedness.set(balancedness)
         }
     }
 }
@@ -115,7 +117,4 @@ struct LayerWindow {
 
     /// Rows per expert rank summed over the window: mean ÷ max (1 without rows).
     var balancedness: Double { Balancedness.of(rows) }
-
-    /// The same rows' max ÷ mean, as the inverse of `balancedness` (never 0: max > 0 implies mean > 0).
-    var imbalance: Double { 1 / balancedness }
 }

@@ -12,7 +12,7 @@ import Testing
         defer { try? FileManager.default.removeItem(at: dir) }
         let model = try DeepseekModel(checkpoint: try Checkpoint(directory: dir))
         let c = model.config
-        let moeLayers = (0..<c.numHiddenLayers).filter(c.isMoELayer).count
+        let moeLayers = c.moeLayers.count
         let expertBytes = 3 * c.moeIntermediateSize * c.hiddenSize * 2 // gate, up and down projections in bf16
         let oneToken = model.weightBytesPerStep(tokens: 1) { _ in c.numExpertsPerTok }
         // One more distinct expert in every MoE layer: that expert's bytes once per layer.
@@ -22,6 +22,6 @@ import Testing
         // Dense layers are not asked about experts.
         var asked: [Int] = []
         _ = model.weightBytesPerStep(tokens: 1) { asked.append($0); return 0 }
-        #expect(asked == (0..<c.numHiddenLayers).filter(c.isMoELayer))
+        #expect(asked == c.moeLayers)
     }
 }
