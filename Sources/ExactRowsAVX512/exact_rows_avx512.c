@@ -137,12 +137,13 @@ INLINE void streamed_tokens(exact_format f, int R, int T, const void *w, long co
 }
 
 /// Columns [k0, k1) of R decoded rows (`stride` apart) against T tokens, continuing the
-/// accumulators parked at `acc` (token t of row i at i · acc_stride + 16 t).
+/// accumulators parked at `acc` (token t of row i at i · acc_stride + 16 t), or starting
+/// them from zero at column 0.
 INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
                  float *acc, long acc_stride) {
     __m512 a[4][6];
     for (int i = 0; i < R; i++)
-        for (int t = 0; t < T; t++) a[i][t] = _mm512_load_ps(acc + i * acc_stride + 16 * t);
+        for (int t = 0; t < T; t++) a[i][t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + i * acc_stride + 16 * t);
     for (long c = k0; c < k1; c += 16) {
         __m512 wv[4];
         for (int i = 0; i < R; i++) wv[i] = _mm512_loadu_ps(rows + i * stride + c);
@@ -190,7 +191,6 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
         if (f == exact_f32) rows = (const float *)w + start * cols;
         else
             for (long i = 0; i < n; i++) decode_row(f, w, cols, start + i, decoded + i * cols);
-        memset(partial, 0, sizeof(float) * (size_t)(n * tokens * 16));
         for (long k0 = 0; k0 < full; k0 += slice) {
             long k1 = k0 + slice < full ? k0 + slice : full;
             for (long t = 0; t < tokens; t += 6) {
@@ -203,7 +203,7 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
         }
         for (long i = 0; i < n; i++)
             for (long t = 0; t < tokens; t++) {
-                float s = reduce(_mm512_load_ps(partial + (i * tokens + t) * 16));
+                float s = full > 0 ? reduce(_mm512_load_ps(partial + (i * tokens + t) * 16)) : 0.0f;
                 for (long c = full; c < cols; c++) s = __builtin_fmaf(rows[i * cols + c], x[t * ldx + c], s);
                 y[t * ldy + start + i] = s * factor;
             }
