@@ -24,12 +24,17 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     let qBProj: WeightMatrix?
     let kvAProjWithMQA: WeightMatrix
     let kvALayernorm: [Float]
-    let kvBProj: WeightMatrix
+    /// Per head, the key half of `kv_b_proj` transposed (`[latent × nope]`), so that folding
+    /// the step's queries into the latent space is one ordinary product per head.
+    let keyFolds: [WeightMatrix]
+    /// Per head, the value half of `kv_b_proj` (`[value × latent]`).
+    let valueHeads: [WeightMatrix]
     let oProj: WeightMatrix
 
     private let queries = Scratch(), latents = Scratch(), context = Scratch(), qLow = Scratch()
-    /// Per pool part: folded queries, scores and latent outputs of its heads.
-    private let parts = (0..<ComputePool.shared.threads).map { _ in Scratch() }
+    private let foldedQueries = Scratch(), mixedLatents = Scratch()
+    /// Per pool thread: the scores of the heads it is working on.
+    private let scores = (0..<ComputePool.shared.threads).map { _ in Scratch() }
 
     public init(checkpoint: Checkpoint, layer: Int) throws {
         let c = checkpoint.config
@@ -57,12 +62,16 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         }
         kvAProjWithMQA = try checkpoint.matrix(p + "kv_a_proj_with_mqa.weight", rows: latentDim + ropeDim, cols: hidden)
         kvALayernorm = try checkpoint.vector(p + "kv_a_layernorm.weight", count: latentDim)
-        kvBProj = try checkpoint.matrix(p + "kv_b_proj.weight", rows: heads * (nopeDim + valueDim), cols: latentDim)
+        let block = c.qkNopeHeadDim + c.vHeadDim
+        let kvBProj = try checkpoint.matrix(p + "kv_b_proj.weight", rows: heads * block, cols: latentDim)
+        keyFolds = (0..<heads).map { kvBProj.rows($0 * block ..< $0 * block + c.qkNopeHeadDim).transposed() }
+        valueHeads = (0..<heads).map { kvBProj.rows($0 * block + c.qkNopeHeadDim ..< ($0 + 1) * block) }
         oProj = try checkpoint.matrix(p + "o_proj.weight", rows: hidden, cols: heads * valueDim)
     }
 
     public var weightBytes: Int {
-        [qProj, qAProj, qBProj, kvAProjWithMQA, kvBProj, oProj].compactMap { $0?.byteCount }.reduce(0, +)
+        [qProj, qAProj, qBProj, kvAProjWithMQA, oProj].compactMap { $0?.byteCount }.reduce(0, +)
+            + (keyFolds + valueHeads).reduce(0) { $0 + $1.byteCount }
             + (qALayernorm.count + kvALayernorm.count) * 4
     }
 
@@ -97,7 +106,9 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             rope.apply(q + t * heads * qkDim + nopeDim, position: positions[t], count: heads, stride: qkDim)
         }
         for s in batch.slices {
-            (s.cache.layer(layer) + s.startPosition * width).update(from: kv + s.first * width, count: s.count * width)
+            for i in 0..<s.count {
+                (s.cache.layer(layer) + (s.startPosition + i) * s.cache.stride).update(from: kv + (s.first + i) * width, count: width)
+            }
         }
         let ctx = context.floats(tokens * heads * valueDim)
         absorbed(q, batch: batch, context: ctx)
@@ -108,45 +119,48 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     private var headBlock: Int { max(1, (heads + ComputePool.shared.threads - 1) / ComputePool.shared.threads) }
 
     /// Every token of the step attends over its sequence's latent cache up to its own
-    /// position, one (token, block of heads) per unit of work. Per head: the query folded
-    /// through the key half of `kv_b_proj`, scores against each cached row (`VectorOps.dot`),
-    /// softmax, the rows mixed in position order, and the value half of `kv_b_proj`.
+    /// position, in three parallel regions:
+    /// 1. each head's queries folded through the key half of `kv_b_proj` (one product per
+    ///    head over all tokens), the rope part appended;
+    /// 2. per (token, block of heads): scores against each cached row (a product with the
+    ///    cache rows as its weight), softmax, and the rows mixed in position order;
+    /// 3. the value half of `kv_b_proj`, one product per head over all tokens.
+    /// Each is an exact product or a fixed-order loop per element, so a position's result
+    /// does not depend on the step's other tokens.
     private func absorbed(_ q: UnsafeMutablePointer<Float>, batch: AttentionBatch, context: UnsafeMutablePointer<Float>) {
-        let width = latentDim + ropeDim, block = nopeDim + valueDim
-        let tokens = batch.tokenCount, group = headBlock, blocks = (heads + group - 1) / group
-        var caches = [UnsafeMutablePointer<Float>](repeating: q, count: tokens)
-        for s in batch.slices { for i in 0..<s.count { caches[s.first + i] = s.cache.layer(layer) } }
+        guard let stride = batch.slices.first?.cache.stride else { return }
+        let tokens = batch.tokenCount
+        let folded = foldedQueries.floats(tokens * heads * stride), mixed = mixedLatents.floats(tokens * heads * latentDim)
+        Linear.applyMany((0..<heads).map { h in
+            LinearJob(keyFolds[h], q + h * qkDim, folded + h * stride, tokens: tokens, ldx: heads * qkDim, ldy: heads * stride)
+        })
+        // Folded queries are laid out like cache rows: latent, rope part, zero padding.
+        for th in 0..<tokens * heads {
+            let row = folded + th * stride + latentDim
+            row.update(from: q + th * qkDim + nopeDim, count: ropeDim)
+            (row + ropeDim).update(repeating: 0, count: stride - latentDim - ropeDim)
+        }
+        var caches = [UnsafePointer<Float>](repeating: q, count: tokens)
+        for s in batch.slices { for i in 0..<s.count { caches[s.first + i] = UnsafePointer(s.cache.layer(layer)) } }
         let positions = batch.positions
-        let longest = (positions.max() ?? 0) + 1
-        ComputePool.shared.parallelChunks(tokens * blocks) { part, units in
-            let scratch = parts[part].floats(group * (width + longest + latentDim))
-            let folded = scratch, scores = scratch + group * width, latent = scores + group * longest
+        let longest = (positions.max() ?? 0) + 1, group = headBlock, blocks = (heads + group - 1) / group
+        ComputePool.shared.parallelChunks(tokens * blocks) { thread, units in
+            let p = scores[thread].floats(group * longest)
             for unit in units {
-                let t = unit / blocks, hs = (unit % blocks) * group ..< min(heads, (unit % blocks + 1) * group)
-                let cache = UnsafePointer(caches[t]), visible = positions[t] + 1
-                let qRow = q + t * heads * qkDim
-                for (i, h) in hs.enumerated() {
-                    let fq = folded + i * width
-                    Linear.applyTransposed(kvBProj.rows(h * block ..< h * block + nopeDim), qRow + h * qkDim, fq)
-                    (fq + latentDim).update(from: qRow + h * qkDim + nopeDim, count: ropeDim)
+                let t = unit / blocks, first = (unit % blocks) * group, n = min(heads, first + group) - first
+                let visible = positions[t] + 1, at = t * heads + first
+                let cache = WeightMatrix(rows: visible, cols: stride, storage: .f32(caches[t]), owner: nil)
+                Linear.apply(cache, folded + at * stride, p, tokens: n, ldy: longest, pool: nil)
+                for i in 0..<n {
+                    VectorOps.scale(p + i * longest, by: softmaxScale, count: visible)
+                    VectorOps.softmax(p + i * longest, count: visible)
                 }
-                for j in 0..<visible {
-                    for i in 0..<hs.count {
-                        scores[i * longest + j] = VectorOps.dot(folded + i * width, cache + j * width, count: width) * softmaxScale
-                    }
-                }
-                for i in 0..<hs.count { VectorOps.softmax(scores + i * longest, count: visible) }
-                latent.update(repeating: 0, count: hs.count * latentDim)
-                for j in 0..<visible {
-                    for i in 0..<hs.count {
-                        VectorOps.axpy(scores[i * longest + j], cache + j * width, latent + i * latentDim, count: latentDim)
-                    }
-                }
-                for (i, h) in hs.enumerated() {
-                    Linear.apply(kvBProj.rows(h * block + nopeDim ..< (h + 1) * block), latent + i * latentDim,
-                                 context + t * heads * valueDim + h * valueDim, tokens: 1, pool: nil)
-                }
+                VectorOps.mix(p, ld: longest, outputs: n, rows: caches[t], stride: stride, count: visible, cols: latentDim,
+                              into: mixed + at * latentDim)
             }
         }
+        Linear.applyMany((0..<heads).map { h in
+            LinearJob(valueHeads[h], mixed + h * latentDim, context + h * valueDim, tokens: tokens, ldx: heads * latentDim, ldy: heads * valueDim)
+        })
     }
 }

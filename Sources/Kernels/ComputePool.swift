@@ -57,21 +57,34 @@ public final class ComputePool: @unchecked Sendable {
         }
     }
 
-    /// Splits `0..<count` into one contiguous chunk per thread (aligned to `grain`) and runs them in parallel.
+    /// Splits `0..<count` into chunks aligned to `grain` and runs them in parallel (`chunks`).
     public func parallelFor(_ count: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
         parallelChunks(count, grain: grain) { _, range in body(range) }
     }
 
-    /// `parallelFor` that also passes each chunk's index (below `threads`), for per-chunk scratch space.
+    /// `parallelFor` that also passes the running thread's index (below `threads`), for
+    /// per-thread scratch space.
     public func parallelChunks(_ count: Int, grain: Int = 1, _ body: (Int, Range<Int>) -> Void) {
         let units = (count + grain - 1) / grain
-        let parts = min(threads, units)
-        if parts <= 1 { if count > 0 { body(0, 0..<count) }; return }
-        run { part in
-            guard part < parts else { return }
-            let lo = units * part / parts * grain
-            let hi = min(count, units * (part + 1) / parts * grain)
-            if lo < hi { body(part, lo..<hi) }
+        let pieces = min(units, threads * Self.chunksPerThread)
+        chunks(pieces) { thread, piece in
+            let lo = units * piece / pieces * grain
+            let hi = min(count, units * (piece + 1) / pieces * grain)
+            if lo < hi { body(thread, lo..<hi) }
+        }
+    }
+
+    /// Chunks per thread that a region is cut into: enough that a thread slowed by the host
+    /// (or handed heavier rows) costs the others at most one chunk at the region's end.
+    public static let chunksPerThread = 4
+
+    /// Runs `body(thread, chunk)` for every chunk in `0..<count`, each thread taking the next
+    /// chunk as it finishes one. Which thread runs a chunk must not change its result.
+    public func chunks(_ count: Int, _ body: (Int, Int) -> Void) {
+        if threads == 1 || count <= 1 { for c in 0..<count { body(0, c) }; return }
+        let next = Atomic<Int>(0)
+        run { thread in
+            while case let c = next.wrappingAdd(1, ordering: .relaxed).oldValue, c < count { body(thread, c) }
         }
     }
 

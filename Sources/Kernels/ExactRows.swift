@@ -397,6 +397,17 @@ struct F32Decoder: BlockDecoder {
     func element(row: Int, column: Int) -> Float { p[row * cols + column] }
 }
 
+/// bf16 weights read two at a time: a 32-bit lane holds element 2i in its low half and
+/// 2i+1 in its high half, so their f32 values are the lane shifted left by 16 and the lane
+/// with its low half cleared — two bit operations, no widening conversion. Activations are
+/// put in that order once per product (`LaneOrder`, two weights per lane).
+enum BF16Pairs {
+    @inline(__always)
+    static func split(_ lanes: SIMD16<UInt32>) -> (even: SIMD16<Float>, odd: SIMD16<Float>) {
+        (unsafeBitCast(lanes &<< 16, to: SIMD16<Float>.self), unsafeBitCast(lanes & 0xFFFF_0000, to: SIMD16<Float>.self))
+    }
+}
+
 /// bf16 rows, two weights per 32-bit lane (`BF16Pairs`), widened exactly.
 struct BF16Decoder: BlockDecoder {
     let p: UnsafePointer<UInt16>

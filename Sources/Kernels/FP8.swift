@@ -91,49 +91,6 @@ public enum FP8 {
         let matrix = WeightMatrix(rows: rows, cols: cols, storage: .bf16(wb), owner: weights)
         return BF16Matmul.multiply(matrix, xq, y, tokens: tokens, ldx: cols, ldy: ldy, pool: pool)
     }
-
-    /// `y[c] = Σ_r W[r, c] · x[r]` (one token, single-threaded).
-    static func transposed(_ w: FP8Blocks, rows: Int, cols: Int, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        guard fast(w) else {
-            y.update(repeating: 0, count: cols)
-            for r in 0..<rows {
-                let row = w.bytes + r * cols, scales = w.scaleRow(r)
-                for c in 0..<cols { y[c] += toFloat(row[c]) * scales[c / w.blockCols] * x[r] }
-            }
-            return
-        }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
-            let acc = buffer.baseAddress!, ar = UnsafeMutableRawPointer(acc), full = cols & ~63
-            acc.update(repeating: 0, count: cols)
-            for r in 0..<rows {
-                let row = UnsafeRawPointer(w.bytes + r * cols), scales = w.scaleRow(r)
-                // Accumulated ×2⁻⁵⁶ (weights carry 2⁻¹²⁰, activations 2⁶⁴) and restored at the end.
-                var c = 0
-                while c < full {
-                    let a = SIMD16<Float>(repeating: x[r] * activationFactor * scales[c / w.blockCols])
-                    let (q0, q1, q2, q3) = split(row.loadUnaligned(fromByteOffset: c, as: SIMD16<UInt32>.self))
-                    var v0 = ar.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self)
-                    var v1 = ar.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
-                    var v2 = ar.loadUnaligned(fromByteOffset: c * 4 + 128, as: SIMD16<Float>.self)
-                    var v3 = ar.loadUnaligned(fromByteOffset: c * 4 + 192, as: SIMD16<Float>.self)
-                    v0.addProduct(a, q0)
-                    v1.addProduct(a, q1)
-                    v2.addProduct(a, q2)
-                    v3.addProduct(a, q3)
-                    ar.storeBytes(of: v0, toByteOffset: c * 4, as: SIMD16<Float>.self)
-                    ar.storeBytes(of: v1, toByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
-                    ar.storeBytes(of: v2, toByteOffset: c * 4 + 128, as: SIMD16<Float>.self)
-                    ar.storeBytes(of: v3, toByteOffset: c * 4 + 192, as: SIMD16<Float>.self)
-                    c += 64
-                }
-                while c < cols {
-                    acc[c] += toFloat(row.load(fromByteOffset: c, as: UInt8.self)) * scales[c / w.blockCols] * x[r] / scaleFactor
-                    c += 1
-                }
-            }
-            LaneOrder.scatter(acc, cols: cols, perLane: 4, factor: scaleFactor, into: y)
-        }
-    }
 }
 
 /// Reused bf16 buffers for dequantised weights: one per concurrent product, kept for the next.

@@ -1,5 +1,3 @@
-internal import COpenBLAS
-
 /// How products round: the engine's one numerics switch, set once at start-up.
 public enum Numerics: String, Sendable, CaseIterable {
     /// Every product in f32 in one fixed order (`ExactRows`): logits match an f32
@@ -61,52 +59,6 @@ public enum Linear {
     private static func parallelRows(_ rows: Int, grain: Int, _ pool: ComputePool?, _ body: (Range<Int>) -> Void) {
         if let pool { pool.parallelFor(rows, grain: grain, body) } else { body(0..<rows) }
     }
-
-    /// `y[c] = Σ_r W[r, c] · x[r]` for one token: the transposed product that folds a
-    /// projection into the query (MLA's absorbed path). Single-threaded: matrices are head-sized.
-    public static func applyTransposed(_ w: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        switch w.storage {
-        case .f32(let p):
-            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(w.rows), Int32(w.cols), 1, p, Int32(w.cols), x, 1, 0, y, 1)
-        case .bf16(let p):
-            let cols = w.cols, blocks = cols & ~31
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
-                let acc = buffer.baseAddress!
-                acc.update(repeating: 0, count: cols)
-                let ar = UnsafeMutableRawPointer(acc)
-                for r in 0..<w.rows {
-                    let row = UnsafeRawPointer(p + r * cols)
-                    let a = SIMD16<Float>(repeating: x[r])
-                    var c = 0
-                    while c < blocks {
-                        let (even, odd) = BF16Pairs.split(row.loadUnaligned(fromByteOffset: c * 2, as: SIMD16<UInt32>.self))
-                        var e = ar.loadUnaligned(fromByteOffset: c * 4, as: SIMD16<Float>.self)
-                        var o = ar.loadUnaligned(fromByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
-                        e.addProduct(a, even)
-                        o.addProduct(a, odd)
-                        ar.storeBytes(of: e, toByteOffset: c * 4, as: SIMD16<Float>.self)
-                        ar.storeBytes(of: o, toByteOffset: c * 4 + 64, as: SIMD16<Float>.self)
-                        c += 32
-                    }
-                    while c < cols { acc[c] += x[r] * BF16.toFloat(p[r * cols + c]); c += 1 }
-                }
-                LaneOrder.scatter(acc, cols: cols, perLane: 2, into: y)
-            }
-        case .fp8(let q):
-            FP8.transposed(q, rows: w.rows, cols: w.cols, x, y)
-        }
-    }
-}
-
-/// bf16 weights read two at a time: a 32-bit lane holds element 2i in its low half and
-/// 2i+1 in its high half, so their f32 values are the lane shifted left by 16 and the lane
-/// with its low half cleared — two bit operations, no widening conversion. Activations are
-/// put in that order once per product (`LaneOrder`, two weights per lane).
-enum BF16Pairs {
-    @inline(__always)
-    static func split(_ lanes: SIMD16<UInt32>) -> (even: SIMD16<Float>, odd: SIMD16<Float>) {
-        (unsafeBitCast(lanes &<< 16, to: SIMD16<Float>.self), unsafeBitCast(lanes & 0xFFFF_0000, to: SIMD16<Float>.self))
-    }
 }
 
 /// One product of `Linear.applyMany`: `y = x · Wᵀ` over `tokens` rows.
@@ -162,7 +114,7 @@ extension Linear {
         let costs = jobs.map { $0.weight.cols * max($0.tokens, 4 * $0.weight.bytesPerElement) }
         var starts = [Int](), total = 0
         for (i, j) in jobs.enumerated() { starts.append(total); total += j.weight.rows * costs[i] }
-        let parts = pool.map { min($0.threads, max(1, total / (costs.min()! * 8))) } ?? 1
+        let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (costs.min()! * 8))) } ?? 1
         /// Job i's first row at or past cost `at`, a multiple of 8 rows (or its end).
         func boundary(_ i: Int, _ at: Int) -> Int {
             let row = (max(0, at - starts[i]) + costs[i] - 1) / costs[i]
@@ -177,6 +129,6 @@ extension Linear {
                 ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, j.y, ldy: j.ldy, tokens: j.tokens)
             }
         }
-        if let pool, parts > 1 { pool.run { part in if part < parts { run(part) } } } else { run(0) }
+        if let pool, parts > 1 { pool.chunks(parts) { _, part in run(part) } } else { run(0) }
     }
 }

@@ -34,6 +34,44 @@ public enum VectorOps {
         while i < count { y[i] += alpha * x[i]; i += 1 }
     }
 
+    /// `out[i] = Σ_j weights[i · ld + j] · rows[j · stride ..< j · stride + cols]` for `outputs`
+    /// outputs (`cols` apart in `out`): every element adds its `count` rows in order, one
+    /// fused multiply-add each, whatever `outputs` is. Four outputs share each row vector
+    /// they load (attention mixing cached rows for a block of heads).
+    public static func mix(_ weights: UnsafePointer<Float>, ld: Int, outputs: Int, rows: UnsafePointer<Float>, stride: Int,
+                           count: Int, cols: Int, into out: UnsafeMutablePointer<Float>) {
+        let full = cols & ~15, rr = UnsafeRawPointer(rows)
+        var i = 0
+        while i < outputs {
+            let n = min(4, outputs - i), w = weights + i * ld
+            var c = 0
+            while c < full {
+                var a0 = SIMD16<Float>(), a1 = SIMD16<Float>(), a2 = SIMD16<Float>(), a3 = SIMD16<Float>()
+                for j in 0..<count {
+                    let v = rr.loadUnaligned(fromByteOffset: (j * stride + c) * 4, as: SIMD16<Float>.self)
+                    a0.addProduct(SIMD16(repeating: w[j]), v)
+                    if n > 1 { a1.addProduct(SIMD16(repeating: w[ld + j]), v) }
+                    if n > 2 { a2.addProduct(SIMD16(repeating: w[2 * ld + j]), v) }
+                    if n > 3 { a3.addProduct(SIMD16(repeating: w[3 * ld + j]), v) }
+                }
+                let o = UnsafeMutableRawPointer(out + i * cols + c), next = cols * 4
+                o.storeBytes(of: a0, as: SIMD16<Float>.self)
+                if n > 1 { o.storeBytes(of: a1, toByteOffset: next, as: SIMD16<Float>.self) }
+                if n > 2 { o.storeBytes(of: a2, toByteOffset: 2 * next, as: SIMD16<Float>.self) }
+                if n > 3 { o.storeBytes(of: a3, toByteOffset: 3 * next, as: SIMD16<Float>.self) }
+                c += 16
+            }
+            for k in 0..<n {
+                for c in full..<cols {
+                    var s: Float = 0
+                    for j in 0..<count { s.addProduct(w[k * ld + j], rows[j * stride + c]) }
+                    out[(i + k) * cols + c] = s
+                }
+            }
+            i += n
+        }
+    }
+
     /// `y += x`
     public static func add(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int) {
         axpy(1, x, y, count: count)

@@ -133,6 +133,39 @@ extension WeightMatrix {
     }
 }
 
+extension WeightMatrix {
+    /// `Wᵀ` in the same format, in memory it owns: the same stored values (E4M3 bytes keep
+    /// their tiles' scales), so a transposed product runs on the ordinary exact kernels.
+    /// MLA folds `kv_b_proj`'s key half into every query this way.
+    public func transposed() -> WeightMatrix {
+        switch storage {
+        case .f32(let p):
+            let a = Allocation(byteCount: rows * cols * 4), out = a.floats(count: rows * cols)
+            Self.transpose(p, rows: rows, cols: cols, into: out)
+            return WeightMatrix(rows: cols, cols: rows, storage: .f32(out), owner: a)
+        case .bf16(let p):
+            let a = Allocation(byteCount: rows * cols * 2), out = a.halves(count: rows * cols)
+            Self.transpose(p, rows: rows, cols: cols, into: out)
+            return WeightMatrix(rows: cols, cols: rows, storage: .bf16(out), owner: a)
+        case .fp8(let q):
+            let bytes = Allocation(byteCount: rows * cols), out = bytes.raw.bindMemory(to: UInt8.self, capacity: rows * cols)
+            Self.transpose(q.bytes, rows: rows, cols: cols, into: out)
+            // Tile rows become tile columns; a slice that starts inside a tile (a head's
+            // block of `kv_b_proj`) takes one scale per column instead.
+            let blockCols = q.firstRow % q.blockRows == 0 ? q.blockRows : 1
+            let scaleRows = (cols + q.blockCols - 1) / q.blockCols, scaleCols = (rows + blockCols - 1) / blockCols
+            let grid = Allocation(byteCount: scaleRows * scaleCols * 4), scales = grid.floats(count: scaleRows * scaleCols)
+            for i in 0..<scaleRows { for j in 0..<scaleCols { scales[i * scaleCols + j] = q.scaleRow(j * blockCols)[i] } }
+            let blocks = FP8Blocks(bytes: out, scales: scales, scaleCols: scaleCols, blockRows: q.blockCols, blockCols: blockCols)
+            return WeightMatrix(rows: cols, cols: rows, storage: .fp8(blocks), owner: Owners([bytes, grid]))
+        }
+    }
+
+    private static func transpose<T>(_ p: UnsafePointer<T>, rows: Int, cols: Int, into out: UnsafeMutablePointer<T>) {
+        for r in 0..<rows { for c in 0..<cols { out[c * rows + r] = p[r * cols + c] } }
+    }
+}
+
 extension WeightMatrix.Storage {
     /// The first element's address: two matrices with the same identity share memory.
     public var identity: UnsafeRawPointer {

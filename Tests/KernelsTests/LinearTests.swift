@@ -34,16 +34,42 @@ import Testing
         #expect(y[rows].isNaN, "writes past the row")
     }
 
+    /// `transposed()` holds the same bf16 values, and its product is the transposed product.
     @Test(arguments: [(64, 256), (7, 70), (16, 31)])
     func transposedMatchesF32(shape: (Int, Int)) {
         let (rows, cols) = shape
         let (w, f) = Self.matrices(rows: rows, cols: cols, seed: 3)
+        let t = w.transposed()
+        #expect(t.rows == cols && t.cols == rows)
+        var column = [Float](repeating: .nan, count: rows)
+        for c in 0..<cols {
+            t.copyRow(c, to: &column)
+            #expect(column == (0..<rows).map { f[$0 * cols + c] }, "column \(c)")
+        }
         let x = Self.activations(rows)
         var y = [Float](repeating: .nan, count: cols)
-        Linear.applyTransposed(w, x, &y)
+        Linear.apply(t, x, &y, tokens: 1)
         for c in 0..<cols {
             let expected = (0..<rows).reduce(Float(0)) { $0 + f[$1 * cols + c] * x[$1] }
             #expect(abs(y[c] - expected) <= 1e-3 * max(1, abs(expected)), "column \(c)")
+        }
+    }
+
+    /// `VectorOps.mix` adds each element's rows in order, one fused multiply-add each: the
+    /// same bits as one `axpy` per row, for any number of outputs in the call.
+    @Test(arguments: [1, 3, 4, 6, 9])
+    func mixMatchesAxpyInOrder(outputs: Int) {
+        let count = 37, cols = 40, stride = 45, ld = 39
+        let rows = Self.activations(count * stride).map { $0 * 1.37 }
+        let weights = (0..<outputs * ld).map { Float(($0 * 613) % 101) / 97 }
+        var mixed = [Float](repeating: .nan, count: outputs * cols)
+        VectorOps.mix(weights, ld: ld, outputs: outputs, rows: rows, stride: stride, count: count, cols: cols, into: &mixed)
+        for i in 0..<outputs {
+            var want = [Float](repeating: 0, count: cols)
+            for j in 0..<count {
+                for c in 0..<cols { want[c].addProduct(weights[i * ld + j], rows[j * stride + c]) }
+            }
+            #expect(Array(mixed[i * cols..<(i + 1) * cols]) == want, "output \(i)")
         }
     }
 
