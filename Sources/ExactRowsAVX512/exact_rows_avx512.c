@@ -97,7 +97,7 @@ INLINE float reduce(__m512 v) {
 INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, long r, const float *x, long ldx,
                      float *y, long ldy, float factor) {
     long full = cols - cols % block;
-    __m512 acc[4][16];
+    __m512 acc[4][8];
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_ps();
     const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
@@ -125,21 +125,14 @@ INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, lon
 
 #define STREAMED_T(R, T) case T: streamed(f, R, T, w, cols, r, x, ldx, y, ldy, factor); break;
 
-/// `streamed` with its register block chosen at run time (up to 4 rows × 3 tokens, 2 rows
-/// × 8 tokens or 1 row × 16 tokens: the accumulators and one block's decoded rows fill the
-/// 32 registers).
+/// `streamed` with its register block chosen at run time (up to 4 rows × 3 tokens or
+/// 2 rows × 8 tokens: the accumulators and one block's decoded rows fill the 32 registers).
 INLINE void streamed_tokens(exact_format f, int R, int T, const void *w, long cols, long r, const float *x, long ldx,
                             float *y, long ldy, float factor) {
     switch (R) {
     case 4: switch (T) { STREAMED_T(4, 1) STREAMED_T(4, 2) STREAMED_T(4, 3) } break;
     case 2: switch (T) { STREAMED_T(2, 1) STREAMED_T(2, 2) STREAMED_T(2, 3) STREAMED_T(2, 4) STREAMED_T(2, 5) STREAMED_T(2, 6) STREAMED_T(2, 7) STREAMED_T(2, 8) } break;
-    default:
-        switch (T) {
-            STREAMED_T(1, 1) STREAMED_T(1, 2) STREAMED_T(1, 3) STREAMED_T(1, 4) STREAMED_T(1, 5) STREAMED_T(1, 6) STREAMED_T(1, 7)
-            STREAMED_T(1, 8) STREAMED_T(1, 9) STREAMED_T(1, 10) STREAMED_T(1, 11) STREAMED_T(1, 12) STREAMED_T(1, 13)
-            STREAMED_T(1, 14) STREAMED_T(1, 15) STREAMED_T(1, 16)
-        }
-        break;
+    default: switch (T) { STREAMED_T(1, 1) STREAMED_T(1, 2) STREAMED_T(1, 3) STREAMED_T(1, 4) STREAMED_T(1, 5) STREAMED_T(1, 6) STREAMED_T(1, 7) STREAMED_T(1, 8) } break;
     }
 }
 
@@ -228,12 +221,6 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
         // Four rows stream at once: four weight streams in flight, each block decoded once
         // for all tokens (a block per token gave half the rate at two and three tokens).
         for (; r + 4 <= row_end; r += 4) streamed_tokens(f, 4, (int)tokens, w, cols, r, x, ldx, y, ldy, factor);
-        for (; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, x, ldx, y, ldy, factor);
-        return;
-    }
-    if (tokens > 8) {
-        // One row against all its tokens: each block is decoded once, where two rows × eight
-        // tokens decoded it twice for nine to sixteen (a routed expert's dozen in prefill).
         for (; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, x, ldx, y, ldy, factor);
         return;
     }
