@@ -136,11 +136,20 @@ INLINE void streamed_tokens(exact_format f, int R, int T, const void *w, long co
     }
 }
 
+/// Where a tile's results go once its last slice is done: `y` (offset to the tile's first
+/// token and row), with the row's tail columns from `full` to `cols` and the factor.
+typedef struct {
+    float *y;
+    long ldy, full, cols;
+    float factor;
+} tile_out;
+
 /// Columns [k0, k1) of R decoded rows (`stride` apart) against T tokens, continuing the
 /// accumulators parked at `acc` (token t of row i at i · acc_stride + 16 t), or starting
-/// them from zero at column 0.
+/// them from zero at column 0. With `out`, the slice is the last: each accumulator is
+/// folded, its tail added and the result stored, never parked.
 INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
-                 float *acc, long acc_stride) {
+                 float *acc, long acc_stride, const tile_out *out) {
     __m512 a[4][6];
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++) a[i][t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + i * acc_stride + 16 * t);
@@ -152,11 +161,20 @@ INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1,
             for (int i = 0; i < R; i++) a[i][t] = _mm512_fmadd_ps(wv[i], xv, a[i][t]);
         }
     }
-    for (int i = 0; i < R; i++)
-        for (int t = 0; t < T; t++) _mm512_store_ps(acc + i * acc_stride + 16 * t, a[i][t]);
+    if (!out) {
+        for (int i = 0; i < R; i++)
+            for (int t = 0; t < T; t++) _mm512_store_ps(acc + i * acc_stride + 16 * t, a[i][t]);
+        return;
+    }
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < R; i++) {
+            float s = reduce(a[i][t]);
+            for (long c = out->full; c < out->cols; c++) s = __builtin_fmaf(rows[i * stride + c], x[t * ldx + c], s);
+            out->y[t * out->ldy + i] = s * out->factor;
+        }
 }
 
-#define TILE_T(R, T) case T: tile(R, T, rows, stride, k0, k1, x, ldx, acc, acc_stride); break;
+#define TILE_T(R, T) case T: tile(R, T, rows, stride, k0, k1, x, ldx, acc, acc_stride, out); break;
 #define TILE_R(R)                                                                                                   \
     case R:                                                                                                         \
         switch (T) { TILE_T(R, 1) TILE_T(R, 2) TILE_T(R, 3) TILE_T(R, 4) TILE_T(R, 5) TILE_T(R, 6) }               \
@@ -164,7 +182,7 @@ INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1,
 
 /// `tile` with its register block chosen at run time (4 rows × 6 tokens but at the edges).
 static void any_tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
-                     float *acc, long acc_stride) {
+                     float *acc, long acc_stride, const tile_out *out) {
     switch (R) { TILE_R(1) TILE_R(2) TILE_R(3) TILE_R(4) }
 }
 
@@ -197,14 +215,18 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
                 int T = tokens - t < 6 ? (int)(tokens - t) : 6;
                 for (long i = 0; i < n; i += 4) {
                     int R = n - i < 4 ? (int)(n - i) : 4;
-                    any_tile(R, T, rows + i * cols, cols, k0, k1, x + t * ldx, ldx, partial + (i * tokens + t) * 16, tokens * 16);
+                    tile_out out = {y + t * ldy + start + i, ldy, full, cols, factor};
+                    any_tile(R, T, rows + i * cols, cols, k0, k1, x + t * ldx, ldx, partial + (i * tokens + t) * 16, tokens * 16,
+                             k1 == full ? &out : 0);
                 }
             }
         }
+        if (full > 0) continue;
+        // Fewer columns than a block: the tail alone, column by column.
         for (long i = 0; i < n; i++)
             for (long t = 0; t < tokens; t++) {
-                float s = full > 0 ? reduce(_mm512_load_ps(partial + (i * tokens + t) * 16)) : 0.0f;
-                for (long c = full; c < cols; c++) s = __builtin_fmaf(rows[i * cols + c], x[t * ldx + c], s);
+                float s = 0.0f;
+                for (long c = 0; c < cols; c++) s = __builtin_fmaf(rows[i * cols + c], x[t * ldx + c], s);
                 y[t * ldy + start + i] = s * factor;
             }
     }
