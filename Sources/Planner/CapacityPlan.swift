@@ -163,7 +163,7 @@ public struct CapacityPlan: Sendable, Equatable {
         let sequences = Double(spec.concurrent)
         let perRank = (sequences / Double(layout.attentionRanks)).rounded(.up)
         let cacheRead = perRank * Double(spec.context) / 2 * Double(f.cacheBytesPerPosition)
-        let attention = (Double(f.attentionRankBytes) + cacheRead) / bandwidth + Double(f.layers) * model.layerOverhead
+        let attention = (Double(f.attentionReadBytes) + cacheRead) / bandwidth + Double(f.layers) * model.layerOverhead
         // Distinct experts a layer activates when every sequence picks k of E.
         let e = Double(f.routedExperts), k = Double(f.expertsPerToken)
         let activated = e * (1 - pow(1 - k / e, sequences))

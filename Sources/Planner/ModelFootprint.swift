@@ -10,8 +10,15 @@ public enum WeightFormat: String, Sendable, CaseIterable {
 /// holds, what the router holds, one routed expert, and the latent cache per position.
 /// Counts follow the checkpoint's tensors; the MTP layer is not loaded and not counted.
 public struct ModelFootprint: Sendable, Equatable {
-    /// Embeddings, attention, dense MLPs, shared experts, norms and LM head: one attention rank's weights.
+    /// Embeddings, attention, dense MLPs, shared experts, norms and LM head: one attention
+    /// rank's weights, plus the copy of `kv_b_proj`'s key half that MLA keeps transposed.
     public var attentionRankBytes: Int
+    /// Per layer, MLA's transposed copy of `kv_b_proj`'s key half: memory an attention rank
+    /// holds on top of the checkpoint, but not bytes a step reads on top of it (the copy is
+    /// read in place of the original half).
+    public var keyFoldBytes: Int
+    /// What one decode step reads of an attention rank's weights (the LM head aside).
+    public var attentionReadBytes: Int { attentionRankBytes - layers * keyFoldBytes }
     /// The MoE gates, held as f32 by the router.
     public var routerBytes: Int
     /// One routed expert of one layer (gate, up and down projections).
@@ -21,7 +28,8 @@ public struct ModelFootprint: Sendable, Equatable {
     public var routedExperts: Int
     public var expertsPerToken: Int
     public var hiddenSize: Int
-    /// Latent cache per position over all layers (`kv_lora_rank + qk_rope_head_dim` f32 values per layer).
+    /// Latent cache per position over all layers (`kv_lora_rank + qk_rope_head_dim` f32 values
+    /// per layer, rounded up to whole 64-value blocks as `LatentCache` stores them).
     public var cacheBytesPerPosition: Int
     /// Weights of the model (MTP layer excluded), for checking against published totals.
     public var parameters: Int
@@ -54,6 +62,8 @@ public struct ModelFootprint: Sendable, Equatable {
             matrix(heads * (c.qkNopeHeadDim + c.vHeadDim), c.kvLoraRank, w), matrix(h, heads * c.vHeadDim, w),
             norm(h), norm(h),
         ])
+        // Each head's key half of `kv_b_proj`, transposed at load (`[kv_lora_rank × nope]`).
+        keyFoldBytes = heads * matrix(c.kvLoraRank, c.qkNopeHeadDim, w).bytes
         let moeLayers = c.moeLayers.count
         let denseLayers = c.numHiddenLayers - moeLayers
         let denseMLP = sum(Array(repeating: matrix(c.intermediateSize, h, w), count: 3))
@@ -62,7 +72,8 @@ public struct ModelFootprint: Sendable, Equatable {
         let gate = matrix(c.nRoutedExperts, h, .bf16)
         let embeddings = sum([matrix(c.vocabSize, h, .bf16), c.tieWordEmbeddings ? (0, 0) : matrix(c.vocabSize, h, .bf16), norm(h)])
 
-        attentionRankBytes = embeddings.bytes + c.numHiddenLayers * attention.bytes + denseLayers * denseMLP.bytes + moeLayers * shared.bytes
+        attentionRankBytes = embeddings.bytes + c.numHiddenLayers * (attention.bytes + keyFoldBytes) + denseLayers * denseMLP.bytes
+            + moeLayers * shared.bytes
         routerBytes = moeLayers * gate.parameters * 4
         expertBytes = expert.bytes
         layers = c.numHiddenLayers
@@ -70,7 +81,7 @@ public struct ModelFootprint: Sendable, Equatable {
         routedExperts = c.nRoutedExperts
         expertsPerToken = c.numExpertsPerTok
         hiddenSize = h
-        cacheBytesPerPosition = c.numHiddenLayers * (c.kvLoraRank + c.qkRopeHeadDim) * 4
+        cacheBytesPerPosition = c.numHiddenLayers * ((c.kvLoraRank + c.qkRopeHeadDim + 63) / 64 * 64) * 4
         parameters = embeddings.parameters + c.numHiddenLayers * attention.parameters + denseLayers * denseMLP.parameters
             + moeLayers * (shared.parameters + gate.parameters + c.nRoutedExperts * expert.parameters)
         activeLayerParameters = c.numHiddenLayers * attention.parameters + denseLayers * denseMLP.parameters

@@ -25,6 +25,10 @@ import Testing
         // FP8: a byte per routed weight plus one f32 scale per 128 × 128 tile.
         #expect(f.expertBytes == 3 * (2048 * 7168 + 16 * 56 * 4))
         #expect(f.cacheBytesPerPosition == 61 * 576 * 4)
+        // MLA's transposed key halves: 128 heads × [512 × 128] E4M3, one scale per 128 × 128
+        // tile, memory on every attention rank but not bytes read on top of the checkpoint's.
+        #expect(f.keyFoldBytes == 128 * (512 * 128 + 4 * 4))
+        #expect(f.attentionRankBytes - f.attentionReadBytes == 61 * f.keyFoldBytes)
         let bf16 = ModelFootprint(config: try Self.config(name), weights: .bf16)
         #expect(bf16.expertBytes == 3 * 2048 * 7168 * 2 && bf16.parameters == f.parameters)
     }
@@ -71,7 +75,7 @@ import Testing
         let f = ModelFootprint(config: try Self.config("deepseek-v3"), weights: .fp8)
         let plan = try CapacityPlan(spec: spec(nodes: 8, concurrent: 1), footprint: f, model: .defaults, attentionRanks: 1)
         // One sequence: the attention rank streams its weights and half a context of cache.
-        let attention = (Double(f.attentionRankBytes) + 32768 / 2 * Double(f.cacheBytesPerPosition)) / (200e9 * 0.85) + 61 * 100e-6
+        let attention = (Double(f.attentionReadBytes) + 32768 / 2 * Double(f.cacheBytesPerPosition)) / (200e9 * 0.85) + 61 * 100e-6
         #expect(abs(plan.prediction.attentionSeconds - attention) < 1e-9)
         // It activates exactly 8 experts per layer; the busiest node holds a share of them.
         let busiest = Double(plan.nodes.map(\.expertCount).max()!) / 256
