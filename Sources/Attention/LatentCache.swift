@@ -10,7 +10,7 @@ public final class LatentCache: @unchecked Sendable {
     /// Floats from one position's row to the next: `width` rounded up to whole 64-column
     /// blocks, the padding zero, so that scoring against the cache runs on the exact
     /// kernels' vector blocks alone (a ragged tail would be added one column at a time).
-    public let stride: Int
+    public let rowStride: Int
     /// Positions whose entries are complete in every layer.
     public private(set) var length = 0
     public private(set) var capacity = 0
@@ -20,7 +20,7 @@ public final class LatentCache: @unchecked Sendable {
         self.layers = layers
         self.latentDim = latentDim
         self.ropeDim = ropeDim
-        stride = (latentDim + ropeDim + 63) / 64 * 64
+        rowStride = (latentDim + ropeDim + 63) / 64 * 64
         rows = []
         reserve(capacity)
     }
@@ -32,10 +32,10 @@ public final class LatentCache: @unchecked Sendable {
         guard positions > capacity else { return }
         let newCapacity = max(positions, capacity * 2)
         rows = (0..<layers).map { layer in
-            let grown = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * stride)
-            grown.initialize(repeating: 0, count: newCapacity * stride)
+            let grown = UnsafeMutablePointer<Float>.allocate(capacity: newCapacity * rowStride)
+            grown.initialize(repeating: 0, count: newCapacity * rowStride)
             if capacity > 0 {
-                grown.update(from: rows[layer], count: length * stride)
+                grown.update(from: rows[layer], count: length * rowStride)
                 rows[layer].deallocate()
             }
             return grown
@@ -43,7 +43,7 @@ public final class LatentCache: @unchecked Sendable {
         capacity = newCapacity
     }
 
-    /// The cache rows of `layer`, `[capacity × stride]`, row `p` for position `p`.
+    /// The cache rows of `layer`, `[capacity × rowStride]`, row `p` for position `p`.
     public func layer(_ layer: Int) -> UnsafeMutablePointer<Float> { rows[layer] }
 
     /// Marks `count` more positions complete, once every layer has written them.
@@ -52,7 +52,7 @@ public final class LatentCache: @unchecked Sendable {
         length += count
     }
 
-    public var byteCount: Int { layers * capacity * stride * 4 }
+    public var byteCount: Int { layers * capacity * rowStride * 4 }
 }
 
 /// The tokens of one attention step, grouped by sequence: each slice is a run of

@@ -107,7 +107,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         }
         for s in batch.slices {
             for i in 0..<s.count {
-                (s.cache.layer(layer) + (s.startPosition + i) * s.cache.stride).update(from: kv + (s.first + i) * width, count: width)
+                (s.cache.layer(layer) + (s.startPosition + i) * s.cache.rowStride).update(from: kv + (s.first + i) * width, count: width)
             }
         }
         let ctx = context.floats(tokens * heads * valueDim)
@@ -128,17 +128,17 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     /// Each is an exact product or a fixed-order loop per element, so a position's result
     /// does not depend on the step's other tokens.
     private func absorbed(_ q: UnsafeMutablePointer<Float>, batch: AttentionBatch, context: UnsafeMutablePointer<Float>) {
-        guard let stride = batch.slices.first?.cache.stride else { return }
+        guard let rowStride = batch.slices.first?.cache.rowStride else { return }
         let tokens = batch.tokenCount
-        let folded = foldedQueries.floats(tokens * heads * stride), mixed = mixedLatents.floats(tokens * heads * latentDim)
+        let folded = foldedQueries.floats(tokens * heads * rowStride), mixed = mixedLatents.floats(tokens * heads * latentDim)
         Linear.applyMany((0..<heads).map { h in
-            LinearJob(keyFolds[h], q + h * qkDim, folded + h * stride, tokens: tokens, ldx: heads * qkDim, ldy: heads * stride)
+            LinearJob(keyFolds[h], q + h * qkDim, folded + h * rowStride, tokens: tokens, ldx: heads * qkDim, ldy: heads * rowStride)
         })
         // Folded queries are laid out like cache rows: latent, rope part, zero padding.
         for th in 0..<tokens * heads {
-            let row = folded + th * stride + latentDim
+            let row = folded + th * rowStride + latentDim
             row.update(from: q + th * qkDim + nopeDim, count: ropeDim)
-            (row + ropeDim).update(repeating: 0, count: stride - latentDim - ropeDim)
+            (row + ropeDim).update(repeating: 0, count: rowStride - latentDim - ropeDim)
         }
         var caches = [UnsafePointer<Float>](repeating: q, count: tokens)
         for s in batch.slices { for i in 0..<s.count { caches[s.first + i] = UnsafePointer(s.cache.layer(layer)) } }
@@ -149,13 +149,13 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             for unit in units {
                 let t = unit / blocks, first = (unit % blocks) * group, n = min(heads, first + group) - first
                 let visible = positions[t] + 1, at = t * heads + first
-                let cache = WeightMatrix(rows: visible, cols: stride, storage: .f32(caches[t]), owner: nil)
-                Linear.apply(cache, folded + at * stride, p, tokens: n, ldy: longest, pool: nil)
+                let cache = WeightMatrix(rows: visible, cols: rowStride, storage: .f32(caches[t]), owner: nil)
+                Linear.apply(cache, folded + at * rowStride, p, tokens: n, ldy: longest, pool: nil)
                 for i in 0..<n {
                     VectorOps.scale(p + i * longest, by: softmaxScale, count: visible)
                     VectorOps.softmax(p + i * longest, count: visible)
                 }
-                VectorOps.mix(p, ld: longest, outputs: n, rows: caches[t], stride: stride, count: visible, cols: latentDim,
+                VectorOps.mix(p, ld: longest, outputs: n, rows: caches[t], stride: rowStride, count: visible, cols: latentDim,
                               into: mixed + at * latentDim)
             }
         }
