@@ -60,7 +60,7 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Model", "Sampling", "Tokenizer", "Checkpoint"]),
         // Where the gates send tokens, over a run: recorded load files and balancedness.
         .target(name: "ExpertLoad"),
-        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer", "ExpertLoad",
+        .target(name: "Cluster", dependencies: ["Transport", "ControlPlane", "Model", "Engine", "Checkpoint", "Kernels", "Attention", "Routing", "Experts", "Sampling", "Tokenizer", "ExpertLoad", "Planner",
                                                 .product(name: "Crypto", package: "swift-crypto")]),
 
         // Serving: OpenAI's schema at the edge, the engine loop behind a queue, HTTP in front.

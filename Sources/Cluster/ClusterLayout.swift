@@ -1,4 +1,5 @@
 import Foundation
+import Planner
 
 /// Which rank plays which role, and which routed experts each expert rank holds.
 ///
@@ -234,11 +235,8 @@ extension ClusterLayout {
             throw .tooManyExpertRanks(experts, routedExperts: routedExperts, attention: attention, worldSize: worldSize)
         }
         var expertsByRank: [Int: [Int]] = [:]
-        var next = 0
-        for index in 0..<experts {
-            let share = routedExperts / experts + (index < routedExperts % experts ? 1 : 0)
-            expertsByRank[1 + attention + index] = Array(next..<(next + share))
-            next += share
+        for (index, ids) in ExpertPlacement.contiguous(experts: routedExperts, ranks: experts).enumerated() {
+            expertsByRank[1 + attention + index] = ids
         }
         return try ClusterLayout(worldSize: worldSize, router: 0, attentionRanks: Array(1...attention),
                                  expertsByRank: expertsByRank, routedExperts: routedExperts, source: source)

@@ -121,7 +121,8 @@ public struct ExpertPlacement: Sendable, Equatable {
         return (layers, plan(loads: total, layer: nil))
     }
 
-    /// The default layout's split: contiguous blocks in rank order, the first ranks one more when uneven.
+    /// The default layout's split (`ClusterLayout.derived`): contiguous blocks in rank order, the
+    /// first ranks one more when uneven.
     public static func contiguous(experts: Int, ranks: Int) -> [[Int]] {
         var next = 0
         return (0..<ranks).map { i in
