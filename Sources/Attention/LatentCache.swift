@@ -1,26 +1,21 @@
+import Checkpoint
+
 /// The compressed KV cache of one sequence: per layer and position only the normalised
 /// latent `c_kv` (`kv_lora_rank` values) and the rotated shared key `k_pe`
 /// (`qk_rope_head_dim` values) — not per-head keys and values.
 public final class LatentCache: @unchecked Sendable {
     public let layers: Int
-    public let latentDim: Int
-    public let ropeDim: Int
-    /// Values per cached position: `latentDim + ropeDim`.
-    public var width: Int { latentDim + ropeDim }
-    /// Floats from one position's row to the next: `width` rounded up to whole 64-column
-    /// blocks, the padding zero, so that scoring against the cache runs on the exact
-    /// kernels' vector blocks alone (a ragged tail would be added one column at a time).
+    /// Floats from one position's row to the next (`ModelConfig.latentCacheRowFloats`): the
+    /// latent and the rotated key, then zeros to a whole number of 64-value blocks.
     public let rowStride: Int
     /// Positions whose entries are complete in every layer.
     public private(set) var length = 0
     public private(set) var capacity = 0
     private var rows: [UnsafeMutablePointer<Float>]
 
-    public init(layers: Int, latentDim: Int, ropeDim: Int, capacity: Int = 256) {
-        self.layers = layers
-        self.latentDim = latentDim
-        self.ropeDim = ropeDim
-        rowStride = (latentDim + ropeDim + 63) / 64 * 64
+    public init(config: ModelConfig, capacity: Int = 256) {
+        layers = config.numHiddenLayers
+        rowStride = config.latentCacheRowFloats
         rows = []
         reserve(capacity)
     }

@@ -16,6 +16,9 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     /// not `rms_norm_eps`.
     let latentNormEps: Float = 1e-6
     let softmaxScale: Float
+    /// Floats per cached position (`ModelConfig.latentCacheRowFloats`); folded queries are
+    /// laid out the same way.
+    let rowStride: Int
     let rope: RotaryEmbedding
 
     let qProj: WeightMatrix?
@@ -47,6 +50,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         latentDim = c.kvLoraRank
         hidden = c.hiddenSize
         softmaxScale = RotaryEmbedding.softmaxScale(config: c)
+        rowStride = c.latentCacheRowFloats
         rope = RotaryEmbedding(config: c)
         let qkDim = c.qkNopeHeadDim + c.qkRopeHeadDim
         if let rank = c.qLoraRank {
@@ -107,7 +111,7 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
         }
         for s in batch.slices {
             for i in 0..<s.count {
-                (s.cache.layer(layer) + (s.startPosition + i) * s.cache.rowStride).update(from: kv + (s.first + i) * width, count: width)
+                (s.cache.layer(layer) + (s.startPosition + i) * rowStride).update(from: kv + (s.first + i) * width, count: width)
             }
         }
         let ctx = context.floats(tokens * heads * valueDim)
@@ -128,7 +132,6 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
     /// Each is an exact product or a fixed-order loop per element, so a position's result
     /// does not depend on the step's other tokens.
     private func absorbed(_ q: UnsafeMutablePointer<Float>, batch: AttentionBatch, context: UnsafeMutablePointer<Float>) {
-        guard let rowStride = batch.slices.first?.cache.rowStride else { return }
         let tokens = batch.tokenCount
         let folded = foldedQueries.floats(tokens * heads * rowStride), mixed = mixedLatents.floats(tokens * heads * latentDim)
         Linear.applyMany((0..<heads).map { h in

@@ -89,6 +89,12 @@ public struct ModelConfig: Sendable, Equatable {
 
     /// Number of experts in one routing group.
     public var expertsPerGroup: Int { nGroup > 0 ? nRoutedExperts / nGroup : 0 }
+
+    /// Floats per position and layer in the latent cache: `c_kv` and `k_pe`
+    /// (`kv_lora_rank + qk_rope_head_dim` values) padded with zeros to whole 64-value blocks,
+    /// so that attention scores run on the exact kernels' vector blocks alone (DeepSeek-V3's
+    /// 576 needs no padding).
+    public var latentCacheRowFloats: Int { (kvLoraRank + qkRopeHeadDim + 63) / 64 * 64 }
 }
 
 extension ModelConfig {

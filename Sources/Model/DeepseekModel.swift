@@ -32,7 +32,7 @@ public final class DeepseekModel: @unchecked Sendable {
 
     /// An empty latent cache for one sequence.
     public func makeCache(capacity: Int = 256) -> LatentCache {
-        LatentCache(layers: config.numHiddenLayers, latentDim: config.kvLoraRank, ropeDim: config.qkRopeHeadDim, capacity: capacity)
+        LatentCache(config: config, capacity: capacity)
     }
 
     /// Runs one step: `tokens` (in the batch's token-row order) extend their sequences'

@@ -28,8 +28,8 @@ public struct ModelFootprint: Sendable, Equatable {
     public var routedExperts: Int
     public var expertsPerToken: Int
     public var hiddenSize: Int
-    /// Latent cache per position over all layers (`kv_lora_rank + qk_rope_head_dim` f32 values
-    /// per layer, rounded up to whole 64-value blocks as `LatentCache` stores them).
+    /// Latent cache per position over all layers (`ModelConfig.latentCacheRowFloats` f32
+    /// values per layer, as `LatentCache` stores them).
     public var cacheBytesPerPosition: Int
     /// Weights of the model (MTP layer excluded), for checking against published totals.
     public var parameters: Int
@@ -81,7 +81,7 @@ public struct ModelFootprint: Sendable, Equatable {
         routedExperts = c.nRoutedExperts
         expertsPerToken = c.numExpertsPerTok
         hiddenSize = h
-        cacheBytesPerPosition = c.numHiddenLayers * ((c.kvLoraRank + c.qkRopeHeadDim + 63) / 64 * 64) * 4
+        cacheBytesPerPosition = c.numHiddenLayers * c.latentCacheRowFloats * 4
         parameters = embeddings.parameters + c.numHiddenLayers * attention.parameters + denseLayers * denseMLP.parameters
             + moeLayers * (shared.parameters + gate.parameters + c.nRoutedExperts * expert.parameters)
         activeLayerParameters = c.numHiddenLayers * attention.parameters + denseLayers * denseMLP.parameters

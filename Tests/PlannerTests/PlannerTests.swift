@@ -71,6 +71,15 @@ import Testing
         }
     }
 
+    /// The latent cache's rows are padded to 64-value blocks, as `LatentCache` stores them:
+    /// bench-mid's 256 + 32 values take 320, DeepSeek-V3's 512 + 64 exactly 576.
+    @Test func countsTheCacheAsStored() throws {
+        let mid = try Self.config("bench-mid")
+        #expect(mid.latentCacheRowFloats == 320)
+        #expect(ModelFootprint(config: mid, weights: .bf16).cacheBytesPerPosition == mid.numHiddenLayers * 320 * 4)
+        #expect(try Self.config("deepseek-v3").latentCacheRowFloats == 576)
+    }
+
     @Test func predictsFromBytesAndRates() throws {
         let f = ModelFootprint(config: try Self.config("deepseek-v3"), weights: .fp8)
         let plan = try CapacityPlan(spec: spec(nodes: 8, concurrent: 1), footprint: f, model: .defaults, attentionRanks: 1)
