@@ -104,8 +104,9 @@ INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, lon
     const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
     const char *ahead = (const char *)w + (r + (gap == 1 ? R : 1)) * cols * bytes;
     for (long c = 0; c < full; c += block) {
-        // The next rows' same columns: a decode streams a few rows of kilobytes each, too
-        // short for the hardware prefetcher to run far enough ahead on its own.
+        // The same columns of each stream's next row (of the next R rows when the rows are
+        // neighbours): a product's rows are a few kilobytes each, too short for the hardware
+        // prefetcher to run far enough ahead on its own.
         for (int i = 0; i < R; i++)
             for (long o = 0; o < block * bytes; o += 64) _mm_prefetch(ahead + (i * gap * cols + c) * bytes + o, _MM_HINT_T0);
         __m512 wv[4][4];

@@ -28,7 +28,7 @@ public enum FP8 {
         return Float(bitPattern: ((x & 0x80) << 24) | ((x & 0x7F) << 20)) * 0x1p120
     }
 
-    /// Whether `multiplyBF16` and `transposed`'s vector path apply: every tile is a whole
+    /// Whether `multiplyBF16` and `dequantize`'s vector path apply: every tile is a whole
     /// number of 64-column blocks (DeepSeek's 128 × 128), so a block never straddles two scales.
     @inline(__always)
     static func fast(_ q: FP8Blocks) -> Bool { q.blockCols % 64 == 0 }

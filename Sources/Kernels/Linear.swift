@@ -29,7 +29,7 @@ public enum Linear {
         let ldx = ldx ?? w.cols, ldy = ldy ?? w.rows
         guard tokens > 0, w.rows > 0 else { return }
         if !exact, Numerics.mode == .fast, fastProduct(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
-        // One product, the common case (every head of MLA calls it per token): no job arrays.
+        // One product, the common case (MLA scores every token's block of heads this way): no job arrays.
         var (prepared, ld) = (x, ldx)
         if let order = ExactRows.activationOrder(w) {
             let out = ThreadScratch.current.activations.floats(tokens * w.cols)
