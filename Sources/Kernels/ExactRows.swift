@@ -32,29 +32,29 @@ enum ExactRows {
         return c[0] + c[1]
     }
 
-    /// `y[t, r]` for `rows` of `w` and every token. `x` holds the activations as `prepare`
-    /// left them (rows `ldx` apart).
-    static func rows(_ w: WeightMatrix, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int,
+    /// `y[t, r]` for `rows` of the matrix stored as `storage` (`cols` wide) and every token.
+    /// `x` holds the activations as `prepare` left them (rows `ldx` apart).
+    static func rows(_ storage: WeightMatrix.Storage, cols: Int, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int,
                      _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel = .chosen) {
-        switch w.storage {
+        switch storage {
         case .f32(let p):
-            if kernel == .avx512 { return avx512(exact_f32, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
-            run(F32Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
+            if kernel == .avx512 { return avx512(exact_f32, p, cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
+            run(F32Decoder(p: p, cols: cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
         case .bf16(let p):
-            if kernel == .avx512 { return avx512(exact_bf16, p, w.cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
-            run(BF16Decoder(p: p, cols: w.cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
+            if kernel == .avx512 { return avx512(exact_bf16, p, cols, rows, x, ldx, y, ldy, tokens, factor: 1) }
+            run(BF16Decoder(p: p, cols: cols), rows, x: x, ldx: ldx, y, ldy: ldy, tokens: tokens, factor: 1)
         case .fp8(let q):
             // Each row tile has its own column scales: they go into the activations.
-            let decoder = FP8Decoder(q: q, cols: w.cols)
-            let scaled = ThreadScratch.current.scaled.floats(tokens * w.cols)
+            let decoder = FP8Decoder(q: q, cols: cols)
+            let scaled = ThreadScratch.current.scaled.floats(tokens * cols)
             var r = rows.lowerBound
             while r < rows.upperBound {
                 let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
-                FP8Decoder.scale(q, row: r, cols: w.cols, x, ldx: ldx, tokens: tokens, into: scaled)
+                FP8Decoder.scale(q, row: r, cols: cols, x, ldx: ldx, tokens: tokens, into: scaled)
                 if kernel == .avx512 {
-                    avx512(exact_e4m3, q.bytes, w.cols, r..<tileEnd, scaled, w.cols, y, ldy, tokens, factor: FP8.scaleFactor)
+                    avx512(exact_e4m3, q.bytes, cols, r..<tileEnd, scaled, cols, y, ldy, tokens, factor: FP8.scaleFactor)
                 } else {
-                    run(decoder, r..<tileEnd, x: scaled, ldx: w.cols, y, ldy: ldy, tokens: tokens, factor: FP8.scaleFactor)
+                    run(decoder, r..<tileEnd, x: scaled, ldx: cols, y, ldy: ldy, tokens: tokens, factor: FP8.scaleFactor)
                 }
                 r = tileEnd
             }

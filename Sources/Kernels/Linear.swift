@@ -37,7 +37,7 @@ public enum Linear {
             (prepared, ld) = (UnsafePointer(out), w.cols)
         }
         parallelRows(w.rows, grain: 8, pool) { rows in
-            ExactRows.rows(w, rows, prepared: prepared, ldx: ld, y, ldy: ldy, tokens: tokens)
+            ExactRows.rows(w.storage, cols: w.cols, rows, prepared: prepared, ldx: ld, y, ldy: ldy, tokens: tokens)
         }
     }
 
@@ -111,24 +111,46 @@ extension Linear {
         // Rows are split by cost, not count: with a prompt, a row of the shared expert's
         // product (every token) costs ten of a routed expert's (its dozen tokens). A row of
         // few tokens costs its bytes (decode streams weights), of many its multiply-adds.
-        let costs = jobs.map { $0.weight.cols * max($0.tokens, 4 * $0.weight.bytesPerElement) }
-        var starts = [Int](), total = 0
-        for (i, j) in jobs.enumerated() { starts.append(total); total += j.weight.rows * costs[i] }
-        let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (costs.min()! * 8))) } ?? 1
-        /// Job i's first row at or past cost `at`, a multiple of 8 rows (or its end).
-        func boundary(_ i: Int, _ at: Int) -> Int {
-            let row = (max(0, at - starts[i]) + costs[i] - 1) / costs[i]
-            return min(jobs[i].weight.rows, (row + 7) / 8 * 8)
+        // The region reads plain values only: copying a job would retain its weight's owner
+        // from both threads at once, once per job and chunk.
+        var products: [Product] = [], total = 0
+        for (i, j) in jobs.enumerated() {
+            let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
+            let cost = j.weight.cols * max(j.tokens, 4 * j.weight.bytesPerElement)
+            products.append(Product(storage: j.weight.storage, rows: j.weight.rows, cols: j.weight.cols, x: x, ldx: ldx,
+                                    y: j.y, ldy: j.ldy, tokens: j.tokens, start: total, cost: cost))
+            total += j.weight.rows * cost
         }
+        let cheapest = products.map(\.cost).min()!
+        let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (cheapest * 8))) } ?? 1
         let run = { (part: Int) in
             let lo = total * part / parts, hi = total * (part + 1) / parts
-            for (i, j) in jobs.enumerated() {
-                let rows = boundary(i, lo) ..< boundary(i, hi)
-                guard !rows.isEmpty else { continue }
-                let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
-                ExactRows.rows(j.weight, rows, prepared: x, ldx: ldx, j.y, ldy: j.ldy, tokens: j.tokens)
+            products.withUnsafeBufferPointer { products in
+                for p in products {
+                    let rows = p.boundary(lo) ..< p.boundary(hi)
+                    guard !rows.isEmpty else { continue }
+                    ExactRows.rows(p.storage, cols: p.cols, rows, prepared: p.x, ldx: p.ldx, p.y, ldy: p.ldy, tokens: p.tokens)
+                }
             }
         }
         if let pool, parts > 1 { pool.chunks(parts) { _, part in run(part) } } else { run(0) }
+    }
+}
+
+/// A job of `applyMany` as the parallel region reads it: no references, and where its rows
+/// fall in the region's cost.
+private struct Product {
+    let storage: WeightMatrix.Storage
+    let rows: Int, cols: Int
+    let x: UnsafePointer<Float>, ldx: Int
+    let y: UnsafeMutablePointer<Float>, ldy: Int
+    let tokens: Int
+    /// The cost before this product's first row, and per row.
+    let start: Int, cost: Int
+
+    /// The first row at or past cost `at`, a multiple of 8 rows (or the end).
+    func boundary(_ at: Int) -> Int {
+        let row = (max(0, at - start) + cost - 1) / cost
+        return min(rows, (row + 7) / 8 * 8)
     }
 }

@@ -106,19 +106,75 @@ public enum VectorOps {
 
     /// `gate[i] = silu(gate[i]) · up[i]`: the SwiGLU activation between an FFN's two halves.
     public static func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
+        lanes(count) { i, n in
+            let g = load(gate + i, n), u = load(UnsafeMutablePointer(mutating: up) + i, n)
+            store(g / (1 + exp(-g)) * u, to: gate + i, n)
         }
     }
 
-    /// In-place softmax over `count` values; returns nothing, the values sum to one.
+    /// In-place softmax over `count` values; the values sum to one.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
         guard count > 0 else { return }
-        var m = -Float.infinity
-        for i in 0..<count { m = max(m, x[i]) }
-        var s: Float = 0
-        for i in 0..<count { let e = expf(x[i] - m); x[i] = e; s += e }
-        scale(x, by: 1 / s, count: count)
+        var m = SIMD16<Float>(repeating: -.infinity)
+        lanes(count) { i, n in m = pointwiseMax(m, load(x + i, n, padding: -.infinity)) }
+        let top = SIMD16(repeating: m.max())
+        var s = SIMD16<Float>()
+        lanes(count) { i, n in
+            let e = exp(load(x + i, n) - top).replacing(with: 0, where: lane .>= SIMD16(repeating: Int32(n)))
+            s += e
+            store(e, to: x + i, n)
+        }
+        scale(x, by: 1 / s.sum(), count: count)
+    }
+
+    /// `e^x` in every lane, within two units in the last place of the exact value for x in
+    /// [-87.3, 88.3]: `x = n·ln 2 + r` with |r| ≤ ln 2 / 2 (ln 2 in two parts, so `r` is
+    /// exact), a degree-7 polynomial for `e^r` (Cephes' coefficients) and `2^n` built in the
+    /// exponent bits. Inputs are clamped to that range first: below it the result is about
+    /// 1e-38 instead of underflowing, above it 2e38 instead of infinity, which the callers
+    /// (sigmoid, softmax of differences from the maximum) cannot tell from the limits. NaN
+    /// stays NaN.
+    @inline(__always)
+    public static func exp(_ x: SIMD16<Float>) -> SIMD16<Float> {
+        // Comparisons with NaN are false: NaN stays NaN, so a broken input still shows.
+        let low = SIMD16<Float>(repeating: -87.3), high = SIMD16<Float>(repeating: 88.3)
+        let x = x.replacing(with: low, where: x .< low).replacing(with: high, where: x .> high)
+        // Adding 1.5 · 2²³ rounds x / ln 2 to an integer n, left in the low mantissa bits.
+        let shifted = SIMD16(repeating: 12_582_912).addingProduct(x, SIMD16(repeating: 1.44269504088896341))
+        let n = shifted - 12_582_912
+        let r = x.addingProduct(-n, SIMD16(repeating: 0.693359375)).addingProduct(-n, SIMD16(repeating: -2.12194440e-4))
+        var p = SIMD16<Float>(repeating: 1.9875691500e-4)
+        p = SIMD16(repeating: 1.3981999507e-3).addingProduct(p, r)
+        p = SIMD16(repeating: 8.3334519073e-3).addingProduct(p, r)
+        p = SIMD16(repeating: 4.1665795894e-2).addingProduct(p, r)
+        p = SIMD16(repeating: 1.6666665459e-1).addingProduct(p, r)
+        p = SIMD16(repeating: 5.0000001201e-1).addingProduct(p, r)
+        let er = r.addingProduct(p, r * r) + 1
+        let twoToN = unsafeBitCast((unsafeBitCast(shifted, to: SIMD16<UInt32>.self) &- 0x4B40_0000 &+ 127) &<< 23, to: SIMD16<Float>.self)
+        return er * twoToN
+    }
+
+    private static let lane = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+
+    /// Calls `body(i, n)` for `count` elements 16 at a time, the last `n` below 16.
+    @inline(__always)
+    private static func lanes(_ count: Int, _ body: (Int, Int) -> Void) {
+        var i = 0
+        while i < count { body(i, min(16, count - i)); i += 16 }
+    }
+
+    /// `n` values from `p` in the low lanes, `padding` in the others.
+    @inline(__always)
+    private static func load(_ p: UnsafeMutablePointer<Float>, _ n: Int, padding: Float = 0) -> SIMD16<Float> {
+        if n == 16 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
+        var v = SIMD16<Float>(repeating: padding)
+        for k in 0..<n { v[k] = p[k] }
+        return v
+    }
+
+    @inline(__always)
+    private static func store(_ v: SIMD16<Float>, to p: UnsafeMutablePointer<Float>, _ n: Int) {
+        if n == 16 { UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self); return }
+        for k in 0..<n { p[k] = v[k] }
     }
 }

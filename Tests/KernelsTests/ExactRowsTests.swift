@@ -72,7 +72,7 @@ import Testing
             }
             func product(_ kernel: ExactKernel, _ range: Range<Int>) -> [UInt32] {
                 var y = [Float](repeating: .nan, count: tokens * rows)
-                ExactRows.rows(w, range, prepared: prepared, ldx: ld, &y, ldy: rows, tokens: tokens, kernel: kernel)
+                ExactRows.rows(w.storage, cols: w.cols, range, prepared: prepared, ldx: ld, &y, ldy: rows, tokens: tokens, kernel: kernel)
                 return y.map(\.bitPattern)
             }
             for range in [0..<rows, 5..<30] {
