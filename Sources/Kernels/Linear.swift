@@ -124,7 +124,7 @@ extension Linear {
         let cheapest = products.map(\.cost).min()!
         let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (cheapest * 8))) } ?? 1
         let run = { (part: Int) in
-            let lo = total * part / parts, hi = total * (part + 1) / parts
+            let lo = ComputePool.start(part, of: parts, in: total), hi = ComputePool.start(part + 1, of: parts, in: total)
             products.withUnsafeBufferPointer { products in
                 for p in products {
                     let rows = p.boundary(lo) ..< p.boundary(hi)

@@ -110,14 +110,22 @@ public struct Sampler: Sendable {
     }
 
     /// The first index of the largest logit; NaN never wins.
+    /// Sixteen lanes at a time: greedy decoding runs it on the step's critical path, where the
+    /// other threads wait.
     static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
-        var best = 0
-        var bestLogit = -Float.infinity
-        for (index, logit) in logits.enumerated() where logit > bestLogit {
-            best = index
-            bestLogit = logit
+        let n = logits.count, full = n & ~15, p = UnsafeRawPointer(logits.baseAddress!)
+        var lanes = SIMD16<Float>(repeating: -.infinity)
+        for i in stride(from: 0, to: full, by: 16) {
+            let v = p.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            lanes.replace(with: v, where: v .> lanes)
         }
-        return best
+        var top = lanes.max()
+        for i in full..<n where logits[i] > top { top = logits[i] }
+        guard top > -.infinity else { return 0 }
+        var i = 0
+        while i + 16 <= full, !any(p.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) .== SIMD16(repeating: top)) { i += 16 }
+        while logits[i] != top { i += 1 }
+        return i
     }
 
     /// Higher logit first; the lower id on ties, as argmax. NaN ranks last.

@@ -29,6 +29,25 @@ private func histogram(_ parameters: SamplingParameters, _ logits: [Float], draw
         #expect(sample(&sampler, logits) == logits.indices.max { logits[$0] < logits[$1] })
     }
 
+    /// The sixteen-lane argmax against the definition: ties within and across blocks, NaN in
+    /// the blocks, the maximum in the tail, nothing above minus infinity.
+    @Test func greedyMatchesDefinitionOnEveryLayout() throws {
+        func definition(_ logits: [Float]) -> Int {
+            var best = 0
+            for i in logits.indices where logits[i] > logits[best] || (logits[best].isNaN && !logits[i].isNaN && logits[i] > -.infinity) { best = i }
+            return best
+        }
+        var sampler = try Sampler(.greedy)
+        var cases: [[Float]] = [[Float](repeating: -.infinity, count: 40), [Float](repeating: .nan, count: 33)]
+        for (count, peaks) in [(50, [37, 5]), (50, [20, 21]), (64, [63]), (67, [65, 3]), (47, [46])] {
+            var logits = (0..<count).map { Float(($0 * 13) % 7) - 3 }
+            logits[1] = .nan
+            for p in peaks { logits[p] = 9 }
+            cases.append(logits)
+        }
+        for logits in cases { #expect(sample(&sampler, logits) == definition(logits), "\(logits)") }
+    }
+
     @Test func sameSeedGivesSameTokens() throws {
         let logits = randomLogits(count: 32_000, seed: 1).map { $0 / 4 }
         let parameters = SamplingParameters(temperature: 0.8, topK: 50, topP: 0.95, seed: 42)
