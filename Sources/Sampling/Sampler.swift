@@ -114,18 +114,22 @@ public struct Sampler: Sendable {
     /// other threads wait.
     static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
         let n = logits.count, full = n & ~15, p = UnsafeRawPointer(logits.baseAddress!)
-        var lanes = SIMD16<Float>(repeating: -.infinity)
+        // Per lane, the largest logit and its first index.
+        var lanes = SIMD16<Float>(repeating: -.infinity), at = SIMD16<Int32>(repeating: 0)
+        var index = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
         for i in stride(from: 0, to: full, by: 16) {
             let v = p.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
-            lanes.replace(with: v, where: v .> lanes)
+            let greater = v .> lanes
+            lanes.replace(with: v, where: greater)
+            at.replace(with: index, where: greater)
+            index &+= 16
         }
-        var top = lanes.max()
-        for i in full..<n where logits[i] > top { top = logits[i] }
-        guard top > -.infinity else { return 0 }
-        var i = 0
-        while i + 16 <= full, !any(p.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) .== SIMD16(repeating: top)) { i += 16 }
-        while logits[i] != top { i += 1 }
-        return i
+        var best = 0, top = -Float.infinity
+        for k in 0..<16 where lanes[k] > top || (lanes[k] == top && top > -.infinity && Int(at[k]) < best) {
+            (best, top) = (Int(at[k]), lanes[k])
+        }
+        for i in full..<n where logits[i] > top { (best, top) = (i, logits[i]) }
+        return best
     }
 
     /// Higher logit first; the lower id on ties, as argmax. NaN ranks last.
