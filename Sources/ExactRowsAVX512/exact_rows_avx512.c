@@ -271,6 +271,37 @@ void exact_avx512_rows(exact_format format, const void *w, long cols, long row_b
     }
 }
 
+void exact_avx512_gather(const float *x, long cols, int per_lane, float factor, float *out) {
+    const __m512 f = _mm512_set1_ps(factor);
+    long c = 0;
+    if (per_lane == 2) {
+        // One two-source permute per vector: lane i of vector k is column 2i + k of each 32.
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+        for (; c + block <= cols; c += block)
+            for (long h = c; h < c + block; h += 32) {
+                __m512 a = _mm512_loadu_ps(x + h), b = _mm512_loadu_ps(x + h + 16);
+                _mm512_storeu_ps(out + h, _mm512_mul_ps(_mm512_permutex2var_ps(a, even, b), f));
+                _mm512_storeu_ps(out + h + 16, _mm512_mul_ps(_mm512_permutex2var_ps(a, odd, b), f));
+            }
+    } else {
+        // Lane i of vector k is column 4i + k of the 64: lanes 0-7 come from the first 32
+        // columns, lanes 8-15 from the next 32, each half by one two-source permute.
+        const __m512i stride4 = _mm512_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28, 0, 4, 8, 12, 16, 20, 24, 28);
+        for (; c + block <= cols; c += block) {
+            __m512 a0 = _mm512_loadu_ps(x + c), a1 = _mm512_loadu_ps(x + c + 16);
+            __m512 a2 = _mm512_loadu_ps(x + c + 32), a3 = _mm512_loadu_ps(x + c + 48);
+            for (int k = 0; k < 4; k++) {
+                __m512i idx = _mm512_add_epi32(stride4, _mm512_set1_epi32(k));
+                __m512 low = _mm512_permutex2var_ps(a0, idx, a1), high = _mm512_permutex2var_ps(a2, idx, a3);
+                __m512 v = _mm512_shuffle_f32x4(low, high, _MM_SHUFFLE(1, 0, 1, 0));
+                _mm512_storeu_ps(out + c + 16 * k, _mm512_mul_ps(v, f));
+            }
+        }
+    }
+    for (; c < cols; c++) out[c] = x[c] * factor;
+}
+
 float exact_avx512_fma_chains(long iterations, float seed) {
     // x ← x · m + c converges, so nothing overflows or turns subnormal.
     __m512 a[EXACT_AVX512_FMA_CHAINS];

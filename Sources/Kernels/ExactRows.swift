@@ -93,9 +93,13 @@ enum ExactRows {
     /// `tokens` rows of `x` (`ldx` apart) in `order`, `cols` apart in `out`: whole blocks in
     /// lane order, the tail as it is, all times the factor.
     static func prepare(_ x: UnsafePointer<Float>, tokens: Int, ldx: Int, cols: Int, order: ActivationOrder,
-                        into out: UnsafeMutablePointer<Float>) {
+                        into out: UnsafeMutablePointer<Float>, kernel: ExactKernel = .chosen) {
         let full = cols - cols % block
         for t in 0..<tokens {
+            if kernel == .avx512 {
+                exact_avx512_gather(x + t * ldx, cols, Int32(order.perLane), order.factor, out + t * cols)
+                continue
+            }
             LaneOrder.gather(x + t * ldx, cols: full, perLane: order.perLane, factor: order.factor, into: out + t * cols)
             for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * order.factor }
         }

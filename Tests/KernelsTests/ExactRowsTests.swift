@@ -80,4 +80,17 @@ import Testing
             }
         }
     }
+
+    /// The AVX-512 gather puts activations in the same places, times the same factor, as
+    /// the portable one: whole blocks, a lone 32-column block, ragged tails.
+    @Test(arguments: [7, 32, 64, 100, 1027], [2, 4])
+    func avx512GatherMatchesPortable(cols: Int, perLane: Int) throws {
+        try #require(ExactKernel.avx512Supported, "no AVX-512 here")
+        let x = (0..<2 * cols + 3).map { Float(($0 * 7919) % 97 - 48) / 32 }
+        let order = ExactRows.ActivationOrder(perLane: perLane, factor: perLane == 4 ? FP8.activationFactor : 1)
+        var portable = [Float](repeating: .nan, count: 2 * cols), avx512 = portable
+        ExactRows.prepare(x, tokens: 2, ldx: cols + 3, cols: cols, order: order, into: &portable, kernel: .portable)
+        ExactRows.prepare(x, tokens: 2, ldx: cols + 3, cols: cols, order: order, into: &avx512, kernel: .avx512)
+        #expect(portable.map(\.bitPattern) == avx512.map(\.bitPattern))
+    }
 }

@@ -30,6 +30,12 @@ void exact_avx512_rows(exact_format format, const void *w, long cols, long row_b
                        const float *x, long ldx, float *y, long ldy, long tokens, float factor,
                        float *decoded, float *partial);
 
+/// `out = x · factor` as ExactRows prepares activations: whole 64-column blocks in lane
+/// order (per_lane 2 or 4; in each 16 · per_lane columns, column per_lane · i + k goes to
+/// 16 · k + i), the ragged tail as it is. LaneOrder's gather with permutes instead of one
+/// element at a time: the same products, so the same bits.
+void exact_avx512_gather(const float *x, long cols, int per_lane, float factor, float *out);
+
 /// Independent chains of `exact_avx512_fma_chains`: they cover the 4-cycle latency of two
 /// FMA units with room to spare.
 #define EXACT_AVX512_FMA_CHAINS 12
