@@ -6,7 +6,8 @@ import Kernels
 public final class RoutedExperts: @unchecked Sendable {
     public let layer: Int
     public let held: [Int]
-    private let experts: [Int: FeedForward]
+    /// Indexed by expert id; nil for the experts other ranks hold.
+    private let experts: [FeedForward?]
     private let hidden: Int
     private let gathered = Scratch(), results = Scratch(), intermediate = Scratch()
 
@@ -15,7 +16,7 @@ public final class RoutedExperts: @unchecked Sendable {
         self.layer = layer
         self.held = held
         hidden = c.hiddenSize
-        var experts: [Int: FeedForward] = [:]
+        var experts = [FeedForward?](repeating: nil, count: c.nRoutedExperts)
         for e in held {
             experts[e] = try FeedForward(checkpoint: checkpoint, prefix: "model.layers.\(layer).mlp.experts.\(e)",
                                          hidden: c.hiddenSize, intermediate: c.moeIntermediateSize)
@@ -23,7 +24,7 @@ public final class RoutedExperts: @unchecked Sendable {
         self.experts = experts
     }
 
-    public var weightBytes: Int { experts.values.reduce(0) { $0 + $1.weightBytes } }
+    public var weightBytes: Int { experts.reduce(0) { $0 + ($1?.weightBytes ?? 0) } }
 
     /// Each (token, slot) pair's expert output `expert(x[token])`, unweighted, into row
     /// `pair.row` of `out` (`hidden` apart); pairs naming experts not held here are skipped
@@ -34,7 +35,9 @@ public final class RoutedExperts: @unchecked Sendable {
     public func run(_ x: UnsafePointer<Float>, ldx: Int? = nil, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
                     alongside: [FeedForward.Work] = []) {
         let ldx = ldx ?? hidden
-        let active = table.byExpert.compactMap { e in experts[e.expert].map { (ffn: $0, pairs: e.pairs) } }
+        let active = table.byExpert.compactMap { e in
+            experts.indices.contains(e.expert) ? experts[e.expert].map { (ffn: $0, pairs: e.pairs) } : nil
+        }
         let rows = active.reduce(0) { $0 + $1.pairs.count }
         let input = gathered.floats(rows * hidden), output = results.floats(rows * hidden)
         var work: [FeedForward.Work] = []
@@ -105,10 +108,11 @@ public struct RoutingAssignments: Sendable {
 
     /// Groups `experts` (`[tokens × topK]`, token-major) by expert; slot `i`'s output goes to row `i`.
     public init(experts: [Int32], topK: Int) {
-        var groups: [Int: [Pair]] = [:]
-        for i in experts.indices {
-            groups[Int(experts[i]), default: []].append(Pair(token: i / topK, row: i))
+        let order = experts.indices.sorted { experts[$0] != experts[$1] ? experts[$0] < experts[$1] : $0 < $1 }
+        byExpert = []
+        for i in order {
+            let expert = Int(experts[i]), pair = Pair(token: i / topK, row: i)
+            if byExpert.last?.expert == expert { byExpert[byExpert.count - 1].pairs.append(pair) } else { byExpert.append((expert, [pair])) }
         }
-        byExpert = groups.keys.sorted().map { ($0, groups[$0]!) }
     }
 }

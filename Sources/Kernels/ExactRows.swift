@@ -81,8 +81,8 @@ enum ExactRows {
         let factor: Float
     }
 
-    static func activationOrder(_ w: WeightMatrix) -> ActivationOrder? {
-        switch w.storage {
+    static func activationOrder(_ storage: WeightMatrix.Storage) -> ActivationOrder? {
+        switch storage {
         case .f32: nil
         case .bf16: ActivationOrder(perLane: 2, factor: 1)
         // E4M3 rows also carry 2⁶⁴ (`FP8Decoder`); each row tile's scales follow in `rows`.

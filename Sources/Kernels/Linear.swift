@@ -31,7 +31,7 @@ public enum Linear {
         if !exact, Numerics.mode == .fast, fastProduct(w, x, y, tokens: tokens, ldx: ldx, ldy: ldy, pool: pool) { return }
         // One product, the common case (MLA scores every token's block of heads this way): no job arrays.
         var (prepared, ld) = (x, ldx)
-        if let order = ExactRows.activationOrder(w) {
+        if let order = ExactRows.activationOrder(w.storage) {
             let out = ThreadScratch.current.activations.floats(tokens * w.cols)
             ExactRows.prepare(x, tokens: tokens, ldx: ldx, cols: w.cols, order: order, into: out)
             (prepared, ld) = (UnsafePointer(out), w.cols)
@@ -61,9 +61,14 @@ public enum Linear {
     }
 }
 
-/// One product of `Linear.applyMany`: `y = x · Wᵀ` over `tokens` rows.
+/// One product of `Linear.applyMany`: `y = x · Wᵀ` over `tokens` rows. A job holds the
+/// weight's storage, not the matrix: the caller keeps the matrix alive for the call, and a
+/// decode step builds some four hundred jobs that would otherwise each retain and release
+/// the weight's owner.
 public struct LinearJob {
-    public let weight: WeightMatrix
+    public let storage: WeightMatrix.Storage
+    public let rows: Int
+    public let cols: Int
     public let x: UnsafePointer<Float>
     public let y: UnsafeMutablePointer<Float>
     public let tokens: Int
@@ -71,7 +76,9 @@ public struct LinearJob {
     public let ldy: Int
 
     public init(_ weight: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, ldx: Int? = nil, ldy: Int? = nil) {
-        self.weight = weight
+        storage = weight.storage
+        rows = weight.rows
+        cols = weight.cols
         self.x = x
         self.y = y
         self.tokens = tokens
@@ -87,39 +94,36 @@ extension Linear {
     /// input); one region for all of them saves a synchronisation per matrix and keeps
     /// both cores streaming. How rows are split never changes a result (`ExactRows`).
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
-        let jobs = jobs.filter { $0.tokens > 0 && $0.weight.rows > 0 }
+        let jobs = jobs.filter { $0.tokens > 0 && $0.rows > 0 }
         guard !jobs.isEmpty else { return }
         // Each distinct input is prepared once (gate and up projections share theirs):
         // `offsets[i]` is job i's prepared input in the buffer, `fresh` the jobs that prepare one.
-        let orders = jobs.map { ExactRows.activationOrder($0.weight) }
+        let orders = jobs.map { ExactRows.activationOrder($0.storage) }
         var offsets: [Int?] = [], fresh: [Int] = [], size = 0
         for (i, j) in jobs.enumerated() {
             guard orders[i] != nil else { offsets.append(nil); continue }
-            if let same = fresh.first(where: { jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].weight.cols == j.weight.cols && orders[$0] == orders[i] }) {
+            if let same = fresh.first(where: { jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].cols == j.cols && orders[$0] == orders[i] }) {
                 offsets.append(offsets[same])
             } else {
                 fresh.append(i)
                 offsets.append(size)
-                size += j.tokens * j.weight.cols
+                size += j.tokens * j.cols
             }
         }
         let base = ThreadScratch.current.activations.floats(max(size, 1))
         for i in fresh {
             let j = jobs[i]
-            ExactRows.prepare(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.weight.cols, order: orders[i]!, into: base + offsets[i]!)
+            ExactRows.prepare(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.cols, order: orders[i]!, into: base + offsets[i]!)
         }
         // Rows are split by cost, not count: with a prompt, a row of the shared expert's
         // product (every token) costs ten of a routed expert's (its dozen tokens). A row of
         // few tokens costs its bytes (decode streams weights), of many its multiply-adds.
-        // The region reads plain values only: copying a job would retain its weight's owner
-        // from both threads at once, once per job and chunk.
         var products: [Product] = [], total = 0
         for (i, j) in jobs.enumerated() {
-            let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.weight.cols) } ?? (j.x, j.ldx)
-            let cost = j.weight.cols * max(j.tokens, 4 * j.weight.bytesPerElement)
-            products.append(Product(storage: j.weight.storage, rows: j.weight.rows, cols: j.weight.cols, x: x, ldx: ldx,
-                                    y: j.y, ldy: j.ldy, tokens: j.tokens, start: total, cost: cost))
-            total += j.weight.rows * cost
+            let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.cols) } ?? (j.x, j.ldx)
+            let cost = j.cols * max(j.tokens, 4 * j.storage.bytesPerElement)
+            products.append(Product(job: j, x: x, ldx: ldx, start: total, cost: cost))
+            total += j.rows * cost
         }
         let cheapest = products.map(\.cost).min()!
         let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (cheapest * 8))) } ?? 1
@@ -129,7 +133,8 @@ extension Linear {
                 for p in products {
                     let rows = p.boundary(lo) ..< p.boundary(hi)
                     guard !rows.isEmpty else { continue }
-                    ExactRows.rows(p.storage, cols: p.cols, rows, prepared: p.x, ldx: p.ldx, p.y, ldy: p.ldy, tokens: p.tokens)
+                    let j = p.job
+                    ExactRows.rows(j.storage, cols: j.cols, rows, prepared: p.x, ldx: p.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
                 }
             }
         }
@@ -137,20 +142,16 @@ extension Linear {
     }
 }
 
-/// A job of `applyMany` as the parallel region reads it: no references, and where its rows
-/// fall in the region's cost.
+/// A job of `applyMany` with its prepared input and where its rows fall in the region's cost.
 private struct Product {
-    let storage: WeightMatrix.Storage
-    let rows: Int, cols: Int
+    let job: LinearJob
     let x: UnsafePointer<Float>, ldx: Int
-    let y: UnsafeMutablePointer<Float>, ldy: Int
-    let tokens: Int
     /// The cost before this product's first row, and per row.
     let start: Int, cost: Int
 
     /// The first row at or past cost `at`, a multiple of 8 rows (or the end).
     func boundary(_ at: Int) -> Int {
         let row = (max(0, at - start) + cost - 1) / cost
-        return min(rows, (row + 7) / 8 * 8)
+        return min(job.rows, (row + 7) / 8 * 8)
     }
 }

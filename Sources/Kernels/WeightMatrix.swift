@@ -8,6 +8,14 @@ public struct WeightMatrix: @unchecked Sendable {
         case f32(UnsafePointer<Float>)
         case bf16(UnsafePointer<UInt16>)
         case fp8(FP8Blocks)
+
+        public var bytesPerElement: Int {
+            switch self {
+            case .f32: 4
+            case .bf16: 2
+            case .fp8: 1
+            }
+        }
     }
 
     public let rows: Int
@@ -23,13 +31,7 @@ public struct WeightMatrix: @unchecked Sendable {
         self.owner = owner
     }
 
-    public var bytesPerElement: Int {
-        switch storage {
-        case .f32: 4
-        case .bf16: 2
-        case .fp8: 1
-        }
-    }
+    public var bytesPerElement: Int { storage.bytesPerElement }
 
     public var byteCount: Int { rows * cols * bytesPerElement }
 

@@ -66,7 +66,7 @@ import Testing
         let x = (0..<40 * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
         for tokens in [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 23, 40] {
             var (prepared, ld) = (x, ldx)
-            if let order = ExactRows.activationOrder(w) {
+            if let order = ExactRows.activationOrder(w.storage) {
                 ExactRows.prepare(x, tokens: tokens, ldx: ldx, cols: cols, order: order, into: &prepared)
                 ld = cols
             }
