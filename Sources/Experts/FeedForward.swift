@@ -49,18 +49,18 @@ extension FeedForward {
     }
 
     /// Runs several FFNs (a token's experts and the shared experts) as two parallel regions
-    /// in all — gate and up projections of every FFN, then every down projection — instead
-    /// of three per FFN. `scratch` holds the intermediate activations.
+    /// in all — gate and up projections of every FFN, activated where they are computed
+    /// (`LinearJob.swiGLU`), then every down projection — instead of three per FFN.
+    /// `scratch` holds the intermediate activations.
     public static func runAll(_ work: [Work], scratch: Scratch) {
         let sizes = work.map { $0.tokens * $0.ffn.gateProj.rows }
         let base = scratch.floats(2 * sizes.reduce(0, +))
         var offsets: [Int] = [], at = 0
         for s in sizes { offsets.append(at); at += 2 * s }
-        Linear.applyMany(work.indices.flatMap { i in
+        Linear.applyMany(work.indices.map { i in
             let w = work[i], g = base + offsets[i]
-            return [LinearJob(w.ffn.gateProj, w.x, g, tokens: w.tokens), LinearJob(w.ffn.upProj, w.x, g + sizes[i], tokens: w.tokens)]
+            return LinearJob.swiGLU(gate: w.ffn.gateProj, up: w.ffn.upProj, w.x, into: g, upOut: g + sizes[i], tokens: w.tokens)
         })
-        for i in work.indices { VectorOps.siluMul(base + offsets[i], base + offsets[i] + sizes[i], count: sizes[i]) }
         Linear.applyMany(work.indices.map { i in
             LinearJob(work[i].ffn.downProj, base + offsets[i], work[i].out, tokens: work[i].tokens)
         })

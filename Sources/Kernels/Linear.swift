@@ -74,16 +74,35 @@ public struct LinearJob {
     public let tokens: Int
     public let ldx: Int
     public let ldy: Int
+    /// A SwiGLU pair's up projection, with `y` its gate projection (`swiGLU`).
+    let up: (storage: WeightMatrix.Storage, y: UnsafeMutablePointer<Float>)?
 
     public init(_ weight: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, ldx: Int? = nil, ldy: Int? = nil) {
+        self.init(weight, x, y, tokens: tokens, ldx: ldx ?? weight.cols, ldy: ldy ?? weight.rows, up: nil)
+    }
+
+    private init(_ weight: WeightMatrix, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, tokens: Int, ldx: Int, ldy: Int,
+                 up: (storage: WeightMatrix.Storage, y: UnsafeMutablePointer<Float>)?) {
         storage = weight.storage
         rows = weight.rows
         cols = weight.cols
         self.x = x
         self.y = y
         self.tokens = tokens
-        self.ldx = ldx ?? weight.cols
-        self.ldy = ldy ?? weight.rows
+        self.ldx = ldx
+        self.ldy = ldy
+        self.up = up
+    }
+
+    /// `gate = silu(x · gateᵀ) ⊙ (x · upᵀ)` over `tokens` rows (`gate` and `up` `[tokens ×
+    /// rows]`; `up` holds the up projection afterwards). Each chunk of the region computes
+    /// both projections of its rows and activates them while they are in its cache, so no
+    /// serial pass reads them back, half of them from the other core.
+    public static func swiGLU(gate: WeightMatrix, up: WeightMatrix, _ x: UnsafePointer<Float>, into gateOut: UnsafeMutablePointer<Float>,
+                              upOut: UnsafeMutablePointer<Float>, tokens: Int) -> LinearJob {
+        precondition(gate.rows == up.rows && gate.cols == up.cols && gate.bytesPerElement == up.bytesPerElement,
+                     "a SwiGLU pair's projections must have one shape and format")
+        return LinearJob(gate, x, gateOut, tokens: tokens, ldx: gate.cols, ldy: gate.rows, up: (up.storage, upOut))
     }
 }
 
@@ -121,7 +140,7 @@ extension Linear {
         var products: [Product] = [], total = 0
         for (i, j) in jobs.enumerated() {
             let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.cols) } ?? (j.x, j.ldx)
-            let cost = j.cols * max(j.tokens, 4 * j.storage.bytesPerElement)
+            let cost = j.cols * max(j.tokens, 4 * j.storage.bytesPerElement) * (j.up == nil ? 1 : 2)
             products.append(Product(job: j, x: x, ldx: ldx, start: total, cost: cost))
             total += j.rows * cost
         }
@@ -135,6 +154,12 @@ extension Linear {
                     guard !rows.isEmpty else { continue }
                     let j = p.job
                     ExactRows.rows(j.storage, cols: j.cols, rows, prepared: p.x, ldx: p.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
+                    guard let up = j.up else { continue }
+                    ExactRows.rows(up.storage, cols: j.cols, rows, prepared: p.x, ldx: p.ldx, up.y, ldy: j.ldy, tokens: j.tokens)
+                    for t in 0..<j.tokens {
+                        let at = t * j.ldy + rows.lowerBound
+                        VectorOps.siluMul(j.y + at, up.y + at, count: rows.count)
+                    }
                 }
             }
         }

@@ -83,14 +83,43 @@ import Testing
 
     /// The AVX-512 gather puts activations in the same places, times the same factor, as
     /// the portable one: whole blocks, a lone 32-column block, ragged tails.
-    @Test(arguments: [7, 32, 64, 100, 1027], [2, 4])
-    func avx512GatherMatchesPortable(cols: Int, perLane: Int) throws {
-        try #require(ExactKernel.avx512Supported, "no AVX-512 here")
+    @Test(.enabled(if: ExactKernel.avx512Supported), arguments: [7, 32, 64, 100, 1027], [2, 4])
+    func avx512GatherMatchesPortable(cols: Int, perLane: Int) {
         let x = (0..<2 * cols + 3).map { Float(($0 * 7919) % 97 - 48) / 32 }
         let order = ExactRows.ActivationOrder(perLane: perLane, factor: perLane == 4 ? FP8.activationFactor : 1)
         var portable = [Float](repeating: .nan, count: 2 * cols), avx512 = portable
         ExactRows.prepare(x, tokens: 2, ldx: cols + 3, cols: cols, order: order, into: &portable, kernel: .portable)
         ExactRows.prepare(x, tokens: 2, ldx: cols + 3, cols: cols, order: order, into: &avx512, kernel: .avx512)
         #expect(portable.map(\.bitPattern) == avx512.map(\.bitPattern))
+    }
+
+    /// A SwiGLU job gives the bits of its two products and `siluMul` run one after the other,
+    /// whatever rows the region's chunks hand each thread: on every token path, on a row
+    /// count no chunk boundary divides evenly.
+    @Test(arguments: Format.allCases)
+    func swiGLUMatchesSeparateSteps(_ format: Format) {
+        let rows = 203, cols = 320
+        let gate = Self.matrix(format, rows: rows, cols: cols)
+        let up = switch format {
+        case .f32: WeightMatrix.f32(rows: rows, cols: cols, values: (0..<rows * cols).map { Float(($0 &* 7103) % 199 - 99) / 83 })
+        case .bf16: LinearTests.matrices(rows: rows, cols: cols, seed: 9).bf16
+        case .fp8: FP8Tests.matrix(rows: rows, cols: cols, block: (rows: 16, cols: 48), seed: 7).matrix
+        }
+        let x = (0..<40 * cols).map { Float(($0 * 6151) % 89 - 44) / 29 }
+        for tokens in [1, 3, 12, 40] {
+            var g = [Float](repeating: 0, count: tokens * rows), u = g, fusedG = g, fusedU = g
+            Linear.apply(gate, x, &g, tokens: tokens)
+            Linear.apply(up, x, &u, tokens: tokens)
+            VectorOps.siluMul(&g, u, count: tokens * rows)
+            x.withUnsafeBufferPointer { xp in
+                fusedG.withUnsafeMutableBufferPointer { gp in
+                    fusedU.withUnsafeMutableBufferPointer { up2 in
+                        Linear.applyMany([LinearJob.swiGLU(gate: gate, up: up, xp.baseAddress!, into: gp.baseAddress!,
+                                                           upOut: up2.baseAddress!, tokens: tokens)])
+                    }
+                }
+            }
+            #expect(fusedG.map(\.bitPattern) == g.map(\.bitPattern), "\(format), \(tokens) tokens")
+        }
     }
 }
