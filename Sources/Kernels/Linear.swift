@@ -115,7 +115,7 @@ extension Linear {
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
         let jobs = jobs.filter { $0.tokens > 0 && $0.rows > 0 }
         guard !jobs.isEmpty else { return }
-        // Each distinct input is prepared once (gate and up projections share theirs):
+        // Each distinct input is prepared once (`q_a_proj` and `kv_a_proj_with_mqa` share theirs):
         // `offsets[i]` is job i's prepared input in the buffer, `fresh` the jobs that prepare one.
         let orders = jobs.map { ExactRows.activationOrder($0.storage) }
         var offsets: [Int?] = [], fresh: [Int] = [], size = 0
