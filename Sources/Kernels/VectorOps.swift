@@ -116,11 +116,16 @@ public enum VectorOps {
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
         guard count > 0 else { return }
         var m = SIMD16<Float>(repeating: -.infinity)
-        lanes(count) { i, n in m = pointwiseMax(m, load(x + i, n, padding: -.infinity)) }
+        lanes(count) { i, n in
+            let v = load(x + i, n, padding: -.infinity)
+            m.replace(with: v, where: v .> m)
+        }
         let top = SIMD16(repeating: m.max())
         var s = SIMD16<Float>()
         lanes(count) { i, n in
-            let e = exp(load(x + i, n) - top).replacing(with: 0, where: lane .>= SIMD16(repeating: Int32(n)))
+            var e = exp(load(x + i, n) - top)
+            // The padding lanes of a ragged end must not count.
+            if n < 16 { e.replace(with: 0, where: lane .>= SIMD16(repeating: Int32(n))) }
             s += e
             store(e, to: x + i, n)
         }
