@@ -98,10 +98,10 @@ enum ExactRows {
         for t in 0..<tokens {
             if kernel == .avx512 {
                 exact_avx512_gather(x + t * ldx, cols, Int32(order.perLane), order.factor, out + t * cols)
-                continue
+            } else {
+                LaneOrder.gather(x + t * ldx, cols: full, perLane: order.perLane, factor: order.factor, into: out + t * cols)
+                for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * order.factor }
             }
-            LaneOrder.gather(x + t * ldx, cols: full, perLane: order.perLane, factor: order.factor, into: out + t * cols)
-            for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * order.factor }
         }
     }
 

@@ -113,38 +113,35 @@ extension Linear {
     /// input); one region for all of them saves a synchronisation per matrix and keeps
     /// both cores streaming. How rows are split never changes a result (`ExactRows`).
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
-        let jobs = jobs.filter { $0.tokens > 0 && $0.rows > 0 }
-        guard !jobs.isEmpty else { return }
-        // Each distinct input is prepared once (`q_a_proj` and `kv_a_proj_with_mqa` share theirs):
-        // `offsets[i]` is job i's prepared input in the buffer, `fresh` the jobs that prepare one.
-        let orders = jobs.map { ExactRows.activationOrder($0.storage) }
-        var offsets: [Int?] = [], fresh: [Int] = [], size = 0
-        for (i, j) in jobs.enumerated() {
-            guard orders[i] != nil else { offsets.append(nil); continue }
-            if let same = fresh.first(where: { jobs[$0].x == j.x && jobs[$0].tokens == j.tokens && jobs[$0].cols == j.cols && orders[$0] == orders[i] }) {
-                offsets.append(offsets[same])
-            } else {
-                fresh.append(i)
-                offsets.append(size)
-                size += j.tokens * j.cols
+        // Each distinct input is prepared once (`q_a_proj` and `kv_a_proj_with_mqa` share
+        // theirs), at `offset` in the buffer. Rows are split by cost, not count: with a prompt,
+        // a row of the shared expert's product (every token) costs ten of a routed expert's
+        // (its dozen tokens). A row of few tokens costs its bytes (decode streams weights), of
+        // many its multiply-adds.
+        var products: [Product] = [], inputs: [(job: LinearJob, order: ExactRows.ActivationOrder, offset: Int)] = []
+        var size = 0, total = 0, cheapest = Int.max
+        products.reserveCapacity(jobs.count)
+        for j in jobs where j.tokens > 0 && j.rows > 0 {
+            var offset: Int?
+            if let order = ExactRows.activationOrder(j.storage) {
+                if let same = inputs.first(where: { $0.job.x == j.x && $0.job.tokens == j.tokens && $0.job.cols == j.cols && $0.order == order }) {
+                    offset = same.offset
+                } else {
+                    inputs.append((j, order, size))
+                    offset = size
+                    size += j.tokens * j.cols
+                }
             }
-        }
-        let base = ThreadScratch.current.activations.floats(max(size, 1))
-        for i in fresh {
-            let j = jobs[i]
-            ExactRows.prepare(j.x, tokens: j.tokens, ldx: j.ldx, cols: j.cols, order: orders[i]!, into: base + offsets[i]!)
-        }
-        // Rows are split by cost, not count: with a prompt, a row of the shared expert's
-        // product (every token) costs ten of a routed expert's (its dozen tokens). A row of
-        // few tokens costs its bytes (decode streams weights), of many its multiply-adds.
-        var products: [Product] = [], total = 0
-        for (i, j) in jobs.enumerated() {
-            let (x, ldx) = offsets[i].map { (UnsafePointer(base + $0), j.cols) } ?? (j.x, j.ldx)
             let cost = j.cols * max(j.tokens, 4 * j.storage.bytesPerElement) * (j.up == nil ? 1 : 2)
-            products.append(Product(job: j, x: x, ldx: ldx, start: total, cost: cost))
+            products.append(Product(job: j, offset: offset, start: total, cost: cost))
             total += j.rows * cost
+            cheapest = min(cheapest, cost)
         }
-        let cheapest = products.map(\.cost).min()!
+        guard !products.isEmpty else { return }
+        let base = ThreadScratch.current.activations.floats(max(size, 1))
+        for i in inputs {
+            ExactRows.prepare(i.job.x, tokens: i.job.tokens, ldx: i.job.ldx, cols: i.job.cols, order: i.order, into: base + i.offset)
+        }
         let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (cheapest * 8))) } ?? 1
         let run = { (part: Int) in
             let lo = ComputePool.start(part, of: parts, in: total), hi = ComputePool.start(part + 1, of: parts, in: total)
@@ -153,9 +150,10 @@ extension Linear {
                     let rows = p.boundary(lo) ..< p.boundary(hi)
                     guard !rows.isEmpty else { continue }
                     let j = p.job
-                    ExactRows.rows(j.storage, cols: j.cols, rows, prepared: p.x, ldx: p.ldx, j.y, ldy: j.ldy, tokens: j.tokens)
+                    let (x, ldx) = p.offset.map { (UnsafePointer(base + $0), j.cols) } ?? (j.x, j.ldx)
+                    ExactRows.rows(j.storage, cols: j.cols, rows, prepared: x, ldx: ldx, j.y, ldy: j.ldy, tokens: j.tokens)
                     guard let up = j.up else { continue }
-                    ExactRows.rows(up.storage, cols: j.cols, rows, prepared: p.x, ldx: p.ldx, up.y, ldy: j.ldy, tokens: j.tokens)
+                    ExactRows.rows(up.storage, cols: j.cols, rows, prepared: x, ldx: ldx, up.y, ldy: j.ldy, tokens: j.tokens)
                     for t in 0..<j.tokens {
                         let at = t * j.ldy + rows.lowerBound
                         VectorOps.siluMul(j.y + at, up.y + at, count: rows.count)
@@ -167,10 +165,11 @@ extension Linear {
     }
 }
 
-/// A job of `applyMany` with its prepared input and where its rows fall in the region's cost.
+/// A job of `applyMany`, where its prepared input sits in the region's buffer (nil: f32
+/// weights read the input as it is) and where its rows fall in the region's cost.
 private struct Product {
     let job: LinearJob
-    let x: UnsafePointer<Float>, ldx: Int
+    let offset: Int?
     /// The cost before this product's first row, and per row.
     let start: Int, cost: Int
 

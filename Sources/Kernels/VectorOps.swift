@@ -107,7 +107,7 @@ public enum VectorOps {
     /// `gate[i] = silu(gate[i]) · up[i]`: the SwiGLU activation between an FFN's two halves.
     public static func siluMul(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, count: Int) {
         lanes(count) { i, n in
-            let g = load(gate + i, n), u = load(UnsafeMutablePointer(mutating: up) + i, n)
+            let g = load(gate + i, n), u = load(up + i, n)
             store(g / (1 + exp(-g)) * u, to: gate + i, n)
         }
     }
@@ -170,7 +170,7 @@ public enum VectorOps {
 
     /// `n` values from `p` in the low lanes, `padding` in the others.
     @inline(__always)
-    private static func load(_ p: UnsafeMutablePointer<Float>, _ n: Int, padding: Float = 0) -> SIMD16<Float> {
+    private static func load(_ p: UnsafePointer<Float>, _ n: Int, padding: Float = 0) -> SIMD16<Float> {
         if n == 16 { return UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self) }
         var v = SIMD16<Float>(repeating: padding)
         for k in 0..<n { v[k] = p[k] }

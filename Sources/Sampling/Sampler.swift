@@ -109,9 +109,8 @@ public struct Sampler: Sendable {
         max(min(a, b), min(max(a, b), c))
     }
 
-    /// The first index of the largest logit; NaN never wins.
-    /// Sixteen lanes at a time: greedy decoding runs it on the step's critical path, where the
-    /// other threads wait.
+    /// The first index of the largest logit; NaN never wins. Sixteen lanes at a time: greedy
+    /// decoding runs it on the step's critical path, where the other threads wait.
     static func argmax(_ logits: UnsafeBufferPointer<Float>) -> Int {
         let n = logits.count, full = n & ~15, p = UnsafeRawPointer(logits.baseAddress!)
         // Per lane, the largest logit and its first index.
@@ -125,7 +124,8 @@ public struct Sampler: Sendable {
             index &+= 16
         }
         var best = 0, top = -Float.infinity
-        for k in 0..<16 where lanes[k] > top || (lanes[k] == top && top > -.infinity && Int(at[k]) < best) {
+        // Lanes left at minus infinity keep index 0, which is also the answer when nothing beats it.
+        for k in 0..<16 where lanes[k] > top || (lanes[k] == top && Int(at[k]) < best) {
             (best, top) = (Int(at[k]), lanes[k])
         }
         for i in full..<n where logits[i] > top { (best, top) = (i, logits[i]) }
