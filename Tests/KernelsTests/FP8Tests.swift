@@ -94,6 +94,8 @@ import Testing
         Self.expectTransposed(m.matrix, dense: m.dense, rows: s.rows, cols: s.cols)
     }
 
+    /// Every column of `w.transposed()` read back equals `dense`'s, and its one-token product
+    /// matches the transposed product in double (any format: LinearTests uses it for bf16).
     static func expectTransposed(_ w: WeightMatrix, dense: [Float], rows: Int, cols: Int) {
         let t = w.transposed()
         var column = [Float](repeating: .nan, count: rows)

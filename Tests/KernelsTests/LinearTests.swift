@@ -41,18 +41,7 @@ import Testing
         let (w, f) = Self.matrices(rows: rows, cols: cols, seed: 3)
         let t = w.transposed()
         #expect(t.rows == cols && t.cols == rows)
-        var column = [Float](repeating: .nan, count: rows)
-        for c in 0..<cols {
-            t.copyRow(c, to: &column)
-            #expect(column == (0..<rows).map { f[$0 * cols + c] }, "column \(c)")
-        }
-        let x = Self.activations(rows)
-        var y = [Float](repeating: .nan, count: cols)
-        Linear.apply(t, x, &y, tokens: 1)
-        for c in 0..<cols {
-            let expected = (0..<rows).reduce(Float(0)) { $0 + f[$1 * cols + c] * x[$1] }
-            #expect(abs(y[c] - expected) <= 1e-3 * max(1, abs(expected)), "column \(c)")
-        }
+        FP8Tests.expectTransposed(w, dense: f, rows: rows, cols: cols)
     }
 
     /// `VectorOps.mix` adds each element's rows in order, one fused multiply-add each: the
