@@ -4,9 +4,10 @@ public enum Numerics: String, Sendable, CaseIterable {
     /// evaluation of the stored weights and do not depend on batch, chunking, layout or
     /// thread count. The default.
     case exact
-    /// Products of two or more tokens on bf16 weights (and of `FP8.matmulTokens` or more on
-    /// FP8 weights) go to oneDNN with activations rounded to
-    /// bf16 (FP8 weights too): faster prefill, results that depend on the batch.
+    /// Single products (`Linear.apply`) of two or more tokens on bf16 weights (and of
+    /// `FP8.matmulTokens` or more on FP8 weights) go to oneDNN with activations rounded to
+    /// bf16 (FP8 weights too): faster prefill, results that depend on the batch. Products
+    /// run together (`applyMany`) stay exact.
     case fast
 
     /// The process's setting; set before the first product runs.
