@@ -93,14 +93,49 @@ INLINE float reduce(__m512 v) {
     return _mm_cvtss_f32(c) + _mm_cvtss_f32(_mm_shuffle_ps(c, c, 1));
 }
 
+/// `reduce` of sixteen vectors at once, the sums in order: the same additions of the same
+/// pairs (lane j + lane j + 8, then + 4, + 2, + 1), two vectors' halves to a register, so
+/// four steps of shuffles and adds replace sixteen horizontal folds.
+INLINE __m512 reduce16(const __m512 v[16]) {
+    __m512 a[8], b[4], c[2];
+    // Vector 2k's fold to 8 lanes in lanes 0-7, 2k + 1's in lanes 8-15.
+    for (int k = 0; k < 8; k++)
+        a[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // Vector 4m + l's fold to 4 lanes in 128-bit lane l.
+    for (int m = 0; m < 4; m++)
+        b[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(a[2 * m], a[2 * m + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    // In 128-bit lane l: vector 8p + l's two lanes, then 8p + 4 + l's.
+    for (int p = 0; p < 2; p++)
+        c[p] = _mm512_add_ps(_mm512_shuffle_ps(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(b[2 * p], b[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    // Lane 4l + k holds vector 4k + l's sum; the permute puts vector i in lane i.
+    __m512 d = _mm512_add_ps(_mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), d);
+}
+
+/// The sums of `n` accumulators into `sums`, sixteen at a time by `reduce16`; fewer than
+/// twelve one by one, where padding to sixteen would cost more than it shares.
+INLINE void fold(const __m512 *v, int n, float *sums) {
+    if (n < 12) {
+        for (int k = 0; k < n; k++) sums[k] = reduce(v[k]);
+        return;
+    }
+    for (int g = 0; g < n; g += 16) {
+        __m512 b[16];
+        for (int k = 0; k < 16; k++) b[k] = g + k < n ? v[g + k] : _mm512_setzero_ps();
+        _mm512_store_ps(sums + g, reduce16(b));
+    }
+}
+
 /// Rows r, r + gap, …, r + (R - 1) · gap against tokens 0..T, each block decoded once in
 /// registers for all T tokens.
 INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, long r, long gap, const float *x, long ldx,
                      float *y, long ldy, float factor) {
     long full = cols - cols % block;
-    __m512 acc[4][8];
-    for (int i = 0; i < R; i++)
-        for (int t = 0; t < T; t++) acc[i][t] = _mm512_setzero_ps();
+    __m512 acc[16];
+    for (int k = 0; k < R * T; k++) acc[k] = _mm512_setzero_ps();
     const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
     const char *ahead = (const char *)w + (r + (gap == 1 ? R : 1)) * cols * bytes;
     for (long c = 0; c < full; c += block) {
@@ -114,12 +149,14 @@ INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, lon
         for (int t = 0; t < T; t++)
             for (int q = 0; q < 4; q++) {
                 __m512 xv = _mm512_loadu_ps(x + t * ldx + c + 16 * q);
-                for (int i = 0; i < R; i++) acc[i][t] = _mm512_fmadd_ps(wv[i][q], xv, acc[i][t]);
+                for (int i = 0; i < R; i++) acc[i * T + t] = _mm512_fmadd_ps(wv[i][q], xv, acc[i * T + t]);
             }
     }
+    float sums[16] __attribute__((aligned(64)));
+    fold(acc, R * T, sums);
     for (int i = 0; i < R; i++)
         for (int t = 0; t < T; t++) {
-            float s = reduce(acc[i][t]);
+            float s = sums[i * T + t];
             for (long c = full; c < cols; c++) s = __builtin_fmaf(element(f, w, cols, r + i * gap, c), x[t * ldx + c], s);
             y[t * ldy + r + i * gap] = s * factor;
         }
@@ -149,34 +186,41 @@ typedef struct {
 /// Columns [k0, k1) of R decoded rows (`stride` apart) against T tokens, continuing the
 /// accumulators parked at `acc` (token t of row i at i · acc_stride + 16 t), or starting
 /// them from zero at column 0. With `out`, the slice is the last: each accumulator is
-/// folded, its tail added and the result stored, never parked.
+/// folded, its tail added and the result stored, never parked. Each 16 columns also fetch
+/// a line of `ahead` into L2, from line `line` while below `lines`.
 INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
-                 float *acc, long acc_stride, const tile_out *out) {
-    __m512 a[4][6];
+                 float *acc, long acc_stride, const tile_out *out, const char *ahead, long line, long lines) {
+    __m512 a[24];
     for (int i = 0; i < R; i++)
-        for (int t = 0; t < T; t++) a[i][t] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + i * acc_stride + 16 * t);
-    for (long c = k0; c < k1; c += 16) {
+        for (int t = 0; t < T; t++) a[t * R + i] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + i * acc_stride + 16 * t);
+    for (long c = k0; c < k1; c += 16, line++) {
+        if (line < lines) _mm_prefetch(ahead + 64 * line, _MM_HINT_T1);
         __m512 wv[4];
         for (int i = 0; i < R; i++) wv[i] = _mm512_loadu_ps(rows + i * stride + c);
         for (int t = 0; t < T; t++) {
             __m512 xv = _mm512_loadu_ps(x + t * ldx + c);
-            for (int i = 0; i < R; i++) a[i][t] = _mm512_fmadd_ps(wv[i], xv, a[i][t]);
+            for (int i = 0; i < R; i++) a[t * R + i] = _mm512_fmadd_ps(wv[i], xv, a[t * R + i]);
         }
     }
     if (!out) {
         for (int i = 0; i < R; i++)
-            for (int t = 0; t < T; t++) _mm512_store_ps(acc + i * acc_stride + 16 * t, a[i][t]);
+            for (int t = 0; t < T; t++) _mm512_store_ps(acc + i * acc_stride + 16 * t, a[t * R + i]);
         return;
     }
-    for (int t = 0; t < T; t++)
-        for (int i = 0; i < R; i++) {
-            float s = reduce(a[i][t]);
-            for (long c = out->full; c < out->cols; c++) s = __builtin_fmaf(rows[i * stride + c], x[t * ldx + c], s);
-            out->y[t * out->ldy + i] = s * out->factor;
-        }
+    float sums[32] __attribute__((aligned(64)));
+    fold(a, R * T, sums);
+    for (int t = 0; t < T; t++) {
+        float *s = sums + t * R;
+        for (int i = 0; i < R; i++)
+            for (long c = out->full; c < out->cols; c++) s[i] = __builtin_fmaf(rows[i * stride + c], x[t * ldx + c], s[i]);
+        // A token's four rows are neighbours in `y`: one store, the same products.
+        if (R == 4) _mm_storeu_ps(out->y + t * out->ldy, _mm_mul_ps(_mm_load_ps(s), _mm_set1_ps(out->factor)));
+        else
+            for (int i = 0; i < R; i++) out->y[t * out->ldy + i] = s[i] * out->factor;
+    }
 }
 
-#define TILE_T(R, T) case T: tile(R, T, rows, stride, k0, k1, x, ldx, acc, acc_stride, out); break;
+#define TILE_T(R, T) case T: tile(R, T, rows, stride, k0, k1, x, ldx, acc, acc_stride, out, ahead, line, lines); break;
 #define TILE_R(R)                                                                                                   \
     case R:                                                                                                         \
         switch (T) { TILE_T(R, 1) TILE_T(R, 2) TILE_T(R, 3) TILE_T(R, 4) TILE_T(R, 5) TILE_T(R, 6) }               \
@@ -184,7 +228,7 @@ INLINE void tile(int R, int T, const float *rows, long stride, long k0, long k1,
 
 /// `tile` with its register block chosen at run time (4 rows × 6 tokens but at the edges).
 static void any_tile(int R, int T, const float *rows, long stride, long k0, long k1, const float *x, long ldx,
-                     float *acc, long acc_stride, const tile_out *out) {
+                     float *acc, long acc_stride, const tile_out *out, const char *ahead, long line, long lines) {
     switch (R) { TILE_R(1) TILE_R(2) TILE_R(3) TILE_R(4) }
 }
 
@@ -201,16 +245,21 @@ INLINE void decode_row(exact_format f, const void *w, long cols, long r, float *
 
 /// More than EXACT_AVX512_STREAMED_TOKENS tokens: rows are decoded EXACT_AVX512_CHUNK_ROWS at
 /// a time and shared by every token; a slice of columns at a time keeps a tile's rows and
-/// tokens near.
+/// tokens near. While a chunk's tiles run, they fetch the next chunk's stored rows into L2,
+/// a line per 16 columns, so decoding it does not wait on memory.
 INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
     long full = cols - cols % block;
+    const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
     for (long start = row_begin; start < row_end; start += EXACT_AVX512_CHUNK_ROWS) {
         long n = row_end - start < EXACT_AVX512_CHUNK_ROWS ? row_end - start : EXACT_AVX512_CHUNK_ROWS;
         const float *rows = decoded;
         if (f == exact_f32) rows = (const float *)w + start * cols;
         else
             for (long i = 0; i < n; i++) decode_row(f, w, cols, start + i, decoded + i * cols);
+        long next = row_end - (start + n) < EXACT_AVX512_CHUNK_ROWS ? row_end - (start + n) : EXACT_AVX512_CHUNK_ROWS;
+        const char *ahead = (const char *)w + (start + n) * cols * bytes;
+        long line = 0, lines = (next * cols * bytes + 63) / 64;
         for (long k0 = 0; k0 < full; k0 += slice) {
             long k1 = k0 + slice < full ? k0 + slice : full;
             for (long t = 0; t < tokens; t += 6) {
@@ -219,7 +268,8 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
                     int R = n - i < 4 ? (int)(n - i) : 4;
                     tile_out out = {y + t * ldy + start + i, ldy, full, cols, factor};
                     any_tile(R, T, rows + i * cols, cols, k0, k1, x + t * ldx, ldx, partial + (i * tokens + t) * 16, tokens * 16,
-                             k1 == full ? &out : 0);
+                             k1 == full ? &out : 0, ahead, line, lines);
+                    line += (k1 - k0) / 16;
                 }
             }
         }
