@@ -30,6 +30,15 @@ enum {
     slice = 1024,         // columns per slice: 1024 measured 20% faster than 256 on 512 × 1024 (4 KB per row in L1)
 };
 
+/// Lanes of `u` (E4M3 bits placed by `decode_block`, bit 27 set) whose exponent is 0 as
+/// the value times 2^-104: sign · (1 + m/8) · 2^-110 − sign · 2^-110 = sign · m · 2^-113.
+INLINE __m512i e4m3_exponent_zero(__m512i u) {
+    __mmask16 zero = _mm512_testn_epi32_mask(u, _mm512_set1_epi32(0x07800000));
+    __m512i high = _mm512_mask_or_epi32(u, zero, u, _mm512_set1_epi32(0x00800000));
+    __m512i lead = _mm512_ternarylogic_epi32(u, _mm512_set1_epi32((int)0x80000000u), _mm512_set1_epi32(0x08800000), 0xEA);
+    return _mm512_castps_si512(_mm512_mask_sub_ps(_mm512_castsi512_ps(u), zero, _mm512_castsi512_ps(high), _mm512_castsi512_ps(lead)));
+}
+
 /// Row `r`'s 64 columns from `c` as four f32 vectors in the format's lane order.
 INLINE void decode_block(exact_format f, const void *w, long cols, long r, long c, __m512 out[4]) {
     switch (f) {
@@ -52,17 +61,26 @@ INLINE void decode_block(exact_format f, const void *w, long cols, long r, long 
     }
     case exact_e4m3: {
         // Four weights per lane, byte k to vector k: sign in bit 31, exponent and mantissa
-        // in bits 20-26, the value times 2^-120. An arithmetic shift of 16-bit words by 4
-        // puts each word's high byte there in its half; byte shifts (on the shuffle port,
-        // not the shift port) bring low bytes and low halves up.
+        // in bits 20-26, and bit 27 set, which makes the value times 2^-104 for exponents
+        // 1-15 (the Swift kernels leave bit 27 clear, 2^-120, and take the activations with
+        // 2^16 more: the same products). An arithmetic shift of 16-bit words by 4 puts each
+        // word's high byte there in its half; byte shifts (on the shuffle port, not the shift
+        // port) bring low bytes and low halves up; one ternary-logic operation masks and sets
+        // bit 27.
         const uint8_t *p = (const uint8_t *)w + r * cols + c;
-        const __m512i mask = _mm512_set1_epi32((int)0x87F00000u);
+        const __m512i mask = _mm512_set1_epi32((int)0x87F00000u), bias = _mm512_set1_epi32(0x08000000);
         __m512i v = _mm512_loadu_si512(p);
         __m512i odd = _mm512_srai_epi16(v, 4), even = _mm512_srai_epi16(_mm512_bslli_epi128(v, 1), 4);
-        out[0] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_bslli_epi128(even, 2), mask));
-        out[1] = _mm512_castsi512_ps(_mm512_and_si512(_mm512_bslli_epi128(odd, 2), mask));
-        out[2] = _mm512_castsi512_ps(_mm512_and_si512(even, mask));
-        out[3] = _mm512_castsi512_ps(_mm512_and_si512(odd, mask));
+        __m512i u[4] = {_mm512_ternarylogic_epi32(_mm512_bslli_epi128(even, 2), mask, bias, 0xEA),
+                        _mm512_ternarylogic_epi32(_mm512_bslli_epi128(odd, 2), mask, bias, 0xEA),
+                        _mm512_ternarylogic_epi32(even, mask, bias, 0xEA), _mm512_ternarylogic_epi32(odd, mask, bias, 0xEA)};
+        // Zeros and subnormals (exponent 0), rare in weights, would read as 2^-111 · (1 + m/8):
+        // those lanes take the exponent 17 and lose its leading one, by a subtraction of
+        // normal floats. A subnormal f32 would have cost a microcode assist in every
+        // multiply-add it entered.
+        if (_mm512_testn_epi8_mask(v, _mm512_set1_epi8(0x78)))
+            for (int q = 0; q < 4; q++) u[q] = e4m3_exponent_zero(u[q]);
+        for (int q = 0; q < 4; q++) out[q] = _mm512_castsi512_ps(u[q]);
         break;
     }
     }
@@ -76,8 +94,14 @@ INLINE float element(exact_format f, const void *w, long cols, long r, long c) {
     case exact_bf16: bits = (uint32_t)((const uint16_t *)w)[r * cols + c] << 16; break;
     default: {
         uint32_t b = ((const uint8_t *)w)[r * cols + c];
-        bits = ((b & 0x80u) << 24) | ((b & 0x7Fu) << 20);
-        break;
+        bits = ((b & 0x80u) << 24) | ((b & 0x7Fu) << 20) | 0x08000000u;
+        if (b & 0x78u) break;
+        // As e4m3_exponent_zero: the same subtraction, so zeros come out as +0 there too.
+        uint32_t high = bits | 0x00800000u, lead = (bits & 0x80000000u) | 0x08800000u;
+        float h, l;
+        memcpy(&h, &high, 4);
+        memcpy(&l, &lead, 4);
+        return h - l;
     }
     }
     float v;

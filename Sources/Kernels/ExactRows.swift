@@ -50,7 +50,7 @@ enum ExactRows {
             var r = rows.lowerBound
             while r < rows.upperBound {
                 let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
-                FP8Decoder.scale(q, row: r, cols: cols, x, ldx: ldx, tokens: tokens, into: scaled)
+                FP8Decoder.scale(q, row: r, cols: cols, x, ldx: ldx, tokens: tokens, by: kernel == .avx512 ? 1 : FP8.portableFactor, into: scaled)
                 if kernel == .avx512 {
                     avx512(exact_e4m3, q.bytes, cols, r..<tileEnd, scaled, cols, y, ldy, tokens, factor: FP8.scaleFactor)
                 } else {
@@ -85,7 +85,7 @@ enum ExactRows {
         switch storage {
         case .f32: nil
         case .bf16: ActivationOrder(perLane: 2, factor: 1)
-        // E4M3 rows also carry 2⁶⁴ (`FP8Decoder`); each row tile's scales follow in `rows`.
+        // E4M3 rows also carry 2⁴⁸ (`FP8`); each row tile's scales follow in `rows`.
         case .fp8: ActivationOrder(perLane: 4, factor: FP8.activationFactor)
         }
     }
@@ -432,7 +432,8 @@ struct BF16Decoder: BlockDecoder {
 
 /// E4M3 rows, four weights per lane (`FP8.split`), each `value · 2⁻¹²⁰` — exact, with
 /// subnormal weights as f32 subnormals. The activations carry the tile's scale and 2⁶⁴
-/// (`scale`), so products are normal f32; results are multiplied by 2⁵⁶.
+/// (`scale`), so products are normal f32; results are multiplied by 2⁵⁶. (The AVX-512
+/// kernels widen to `value · 2⁻¹⁰⁴` and take the activations with 2⁴⁸: the same products.)
 struct FP8Decoder: BlockDecoder {
     let q: FP8Blocks
     let cols: Int
@@ -449,23 +450,25 @@ struct FP8Decoder: BlockDecoder {
         return Float(bitPattern: ((b & 0x80) << 24) | ((b & 0x7F) << 20))
     }
 
-    /// `tokens` rows of `x` (prepared: lane order, with 2⁶⁴; `ldx` apart) times the scales of
-    /// the row tile of `row`, `cols` apart in `out`. A 64-column block within one scale
-    /// column (DeepSeek's 128 × 128 tiles) takes one factor; ragged tiles take one per column.
-    static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, into out: UnsafeMutablePointer<Float>) {
+    /// `tokens` rows of `x` (prepared: lane order, with 2⁴⁸; `ldx` apart) times the scales of
+    /// the row tile of `row` and `power` (a power of two), `cols` apart in `out`. A 64-column
+    /// block within one scale column (DeepSeek's 128 × 128 tiles) takes one factor; ragged
+    /// tiles take one per column.
+    static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, by power: Float,
+                      into out: UnsafeMutablePointer<Float>) {
         let scales = q.scaleRow(row), bc = q.blockCols, full = cols - cols % ExactRows.block
         withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
             let factor = buffer.baseAddress!
             for b in stride(from: 0, to: full, by: ExactRows.block) {
                 if b / bc == (b + ExactRows.block - 1) / bc {
-                    (factor + b).initialize(repeating: scales[b / bc], count: ExactRows.block)
+                    (factor + b).initialize(repeating: scales[b / bc] * power, count: ExactRows.block)
                 } else {
                     for i in 0..<16 {
-                        for k in 0..<4 { factor[b + 16 * k + i] = scales[(b + 4 * i + k) / bc] }
+                        for k in 0..<4 { factor[b + 16 * k + i] = scales[(b + 4 * i + k) / bc] * power }
                     }
                 }
             }
-            for c in full..<cols { factor[c] = scales[c / bc] }
+            for c in full..<cols { factor[c] = scales[c / bc] * power }
             let vectors = cols / 16
             for t in 0..<tokens {
                 let src = UnsafeRawPointer(x + t * ldx), dst = UnsafeMutableRawPointer(out + t * cols), f = UnsafeRawPointer(factor)

@@ -33,11 +33,16 @@ public enum FP8 {
     @inline(__always)
     static func fast(_ q: FP8Blocks) -> Bool { q.blockCols % 64 == 0 }
 
-    /// Activations enter the dot products scaled by 2⁶⁴ (and tile scales by 2⁵⁶, so the
-    /// product carries the 2¹²⁰ the decoding leaves out): products of subnormal weights
-    /// with ordinary activations stay normal f32, off the slow denormal path.
-    static let activationFactor: Float = 0x1p64
+    /// Activations enter the dot products scaled by 2⁴⁸ and the sums leave them multiplied
+    /// by 2⁵⁶, which carries the 2¹⁰⁴ the AVX-512 kernels' widening leaves out (`value ·
+    /// 2⁻¹⁰⁴`, a normal f32 for every E4M3 value: a subnormal operand costs a microcode
+    /// assist in each multiply-add on the Xeons measured). The portable kernels widen with
+    /// `split` (`value · 2⁻¹²⁰`, subnormal weights as f32 subnormals) and give the
+    /// activations another 2¹⁶ with the tile's scales (`FP8Decoder.scale`). Either way each
+    /// product is the same real number, so both give the same bits.
+    static let activationFactor: Float = 0x1p48
     static let scaleFactor: Float = 0x1p56
+    static let portableFactor: Float = 0x1p16
 
     /// Rows `rows` of `w` as f32 into `out` (`[rows.count × cols]`), in quad order when
     /// `fast(w)` (multiply the activations in the same order), else in natural order.

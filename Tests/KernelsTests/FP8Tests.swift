@@ -172,8 +172,9 @@ import Testing
     }
 
     /// Every byte value decodes as E4M3 (NaN codes, which weights never hold, as ±480),
-    /// through the scalar decoder and through the SIMD kernels (one-hot activations pick
-    /// single columns, so each output is one weight times its scale).
+    /// through the scalar decoder and through the SIMD kernels at one, twelve and 256 tokens,
+    /// zeros and subnormals included (one-hot activations pick single columns, so each
+    /// output is one weight times its scale).
     @Test func allByteValues() {
         for b in 0...255 {
             let v = FP8.toFloat(UInt8(b))
@@ -185,12 +186,18 @@ import Testing
         }
         let cols = 256, rows = 4
         let m = Self.matrix(rows: rows, cols: cols, block: (2, 128), seed: 1) { r, c in UInt8((c + 61 * r) & 0xFF) }
-        for c in 0..<cols {
-            var x = [Float](repeating: 0, count: cols)
-            x[c] = 1
-            var y = [Float](repeating: .nan, count: rows)
-            Linear.apply(m.matrix, x, &y, tokens: 1)
-            for r in 0..<rows { #expect(y[r] == m.dense[r * cols + c], "row \(r) column \(c)") }
+        // Token t picks column t: one token at a time, a dozen (streamed blocks) and all 256
+        // (decoded rows).
+        let identity = (0..<cols * cols).map { $0 / cols == $0 % cols ? Float(1) : 0 }
+        for tokens in [1, 12, 256] {
+            for first in stride(from: 0, to: cols, by: tokens) {
+                let n = min(tokens, cols - first)
+                var y = [Float](repeating: .nan, count: n * rows)
+                identity.withUnsafeBufferPointer { Linear.apply(m.matrix, $0.baseAddress! + first * cols, &y, tokens: n) }
+                for t in 0..<n {
+                    for r in 0..<rows { #expect(y[t * rows + r] == m.dense[r * cols + first + t], "row \(r) column \(first + t), \(tokens) tokens") }
+                }
+            }
         }
         // Every code appears in some row: the 254 finite ones decode exactly.
         var seen = Set<UInt8>()
