@@ -39,7 +39,8 @@ public enum FP8 {
     /// assist in each multiply-add on the Xeons measured). The portable kernels widen with
     /// `split` (`value · 2⁻¹²⁰`, subnormal weights as f32 subnormals) and give the
     /// activations another 2¹⁶ with the tile's scales (`FP8Decoder.scale`). Either way each
-    /// product is the same real number, so both give the same bits.
+    /// product is the same real number, so both give the same bits (short of activations
+    /// whose product with their tile's scale is below 2⁻¹⁷⁴, subnormal at 2⁴⁸).
     static let activationFactor: Float = 0x1p48
     static let scaleFactor: Float = 0x1p56
     static let portableFactor: Float = 0x1p16
