@@ -267,12 +267,52 @@ INLINE void decode_row(exact_format f, const void *w, long cols, long r, float *
     for (long c = full; c < cols; c++) out[c] = element(f, w, cols, r, c);
 }
 
+/// Lane `l`'s sum of a one-block product: the four multiply-adds of `tile`'s accumulator
+/// lane, for sixteen rows at once (their weights transposed into `wt`, column k in wt[k]).
+INLINE __m512 lane_sum(const __m512 *wt, const float *x, int l) {
+    __m512 a = _mm512_setzero_ps();
+    for (int q = 0; q < 4; q++) a = _mm512_fmadd_ps(wt[16 * q + l], _mm512_set1_ps(x[16 * q + l]), a);
+    return a;
+}
+
+/// Rows of one 64-column block (MLA's per-head products) against many tokens: sixteen rows
+/// to a register, so a token's sixteen results come out of lane sums added in `reduce`'s
+/// pairs (l + 8, then + 4, + 2, + 1) as whole vectors, with no horizontal fold. Folding each
+/// row's accumulator cost more than its four multiply-adds.
+INLINE void prefill_one_block(exact_format f, const void *w, long r0, long n, const float *x, long ldx, float *y, long ldy,
+                              long tokens, float factor) {
+    float rows[16 * block] __attribute__((aligned(64)));
+    __m512 wt[block];
+    for (long i = 0; i < 16; i++) {
+        if (i < n) decode_row(f, w, block, r0 + i, rows + i * block);
+        else memset(rows + i * block, 0, sizeof(float) * block);
+    }
+    const __m512i stride = _mm512_setr_epi32(0, 64, 128, 192, 256, 320, 384, 448, 512, 576, 640, 704, 768, 832, 896, 960);
+    for (int k = 0; k < block; k++) wt[k] = _mm512_i32gather_ps(stride, rows + k, 4);
+    const __m512 scale = _mm512_set1_ps(factor);
+    const __mmask16 valid = (__mmask16)((1u << n) - 1);
+    for (long t = 0; t < tokens; t++) {
+        const float *xt = x + t * ldx;
+        __m512 b0 = _mm512_add_ps(_mm512_add_ps(lane_sum(wt, xt, 0), lane_sum(wt, xt, 8)), _mm512_add_ps(lane_sum(wt, xt, 4), lane_sum(wt, xt, 12)));
+        __m512 b2 = _mm512_add_ps(_mm512_add_ps(lane_sum(wt, xt, 2), lane_sum(wt, xt, 10)), _mm512_add_ps(lane_sum(wt, xt, 6), lane_sum(wt, xt, 14)));
+        __m512 b1 = _mm512_add_ps(_mm512_add_ps(lane_sum(wt, xt, 1), lane_sum(wt, xt, 9)), _mm512_add_ps(lane_sum(wt, xt, 5), lane_sum(wt, xt, 13)));
+        __m512 b3 = _mm512_add_ps(_mm512_add_ps(lane_sum(wt, xt, 3), lane_sum(wt, xt, 11)), _mm512_add_ps(lane_sum(wt, xt, 7), lane_sum(wt, xt, 15)));
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(b0, b2), _mm512_add_ps(b1, b3));
+        _mm512_mask_storeu_ps(y + t * ldy + r0, valid, _mm512_mul_ps(sum, scale));
+    }
+}
+
 /// More than EXACT_AVX512_STREAMED_TOKENS tokens: rows are decoded EXACT_AVX512_CHUNK_ROWS at
 /// a time and shared by every token; a slice of columns at a time keeps a tile's rows and
 /// tokens near. While a chunk's tiles run, they fetch the next chunk's stored rows into L2,
 /// a line per 16 columns, so decoding it does not wait on memory.
 INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
+    if (cols == block) {
+        for (long start = row_begin; start < row_end; start += 16)
+            prefill_one_block(f, w, start, row_end - start < 16 ? row_end - start : 16, x, ldx, y, ldy, tokens, factor);
+        return;
+    }
     long full = cols - cols % block;
     const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
     for (long start = row_begin; start < row_end; start += EXACT_AVX512_CHUNK_ROWS) {

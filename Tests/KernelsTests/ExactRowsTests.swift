@@ -57,9 +57,9 @@ import Testing
 
     /// The AVX-512 kernels give the Swift kernels' bits on every path: one to three tokens on
     /// four rows, up to eight tokens on two, decoded rows over one or several column slices
-    /// (accumulators parked between slices, folded and stored by the last), a row of tail
-    /// columns only, ragged row and token edges.
-    @Test(.enabled(if: ExactKernel.avx512Supported), arguments: Format.allCases, [40, 1000, 2100])
+    /// (accumulators parked between slices, folded and stored by the last), one block per row
+    /// (sixteen rows to a register), a row of tail columns only, ragged row and token edges.
+    @Test(.enabled(if: ExactKernel.avx512Supported), arguments: Format.allCases, [40, 64, 1000, 2100])
     func avx512MatchesPortable(_ format: Format, cols: Int) {
         let rows = 37, ldx = cols + 3
         let w = Self.matrix(format, rows: rows, cols: cols)
