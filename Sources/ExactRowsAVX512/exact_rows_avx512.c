@@ -2,8 +2,10 @@
 // the Swift kernels compute it (Sources/Kernels/ExactRows.swift): 64-column blocks as
 // four 16-lane vectors in the format's lane order, one accumulator of fused multiply-adds,
 // folded in halves, the tail added in column order. A 16-lane Swift vector is two AVX2
-// registers with the same per-lane arithmetic, so both give the same bits; this file
-// only has twice the register width and twice the registers to block with.
+// registers with the same per-lane arithmetic, so both give the same bits; this file has
+// twice the register width and twice the registers to block with, widens E4M3 by another
+// power of two (the same products: FP8.activationFactor), and for rows of one block keeps
+// sixteen rows' lanes in a register, adding them in the fold's pairs.
 #include "ExactRowsAVX512.h"
 
 #include <cpuid.h>
@@ -38,6 +40,9 @@ INLINE __m512i e4m3_exponent_zero(__m512i u) {
     __m512i lead = _mm512_ternarylogic_epi32(u, _mm512_set1_epi32((int)0x80000000u), _mm512_set1_epi32(0x08800000), 0xEA);
     return _mm512_castps_si512(_mm512_mask_sub_ps(_mm512_castsi512_ps(u), zero, _mm512_castsi512_ps(high), _mm512_castsi512_ps(lead)));
 }
+
+/// Bytes per stored weight.
+INLINE long format_bytes(exact_format f) { return f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1; }
 
 /// Row `r`'s 64 columns from `c` as four f32 vectors in the format's lane order.
 INLINE void decode_block(exact_format f, const void *w, long cols, long r, long c, __m512 out[4]) {
@@ -160,7 +165,7 @@ INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, lon
     long full = cols - cols % block;
     __m512 acc[16];
     for (int k = 0; k < R * T; k++) acc[k] = _mm512_setzero_ps();
-    const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
+    const long bytes = format_bytes(f);
     const char *ahead = (const char *)w + (r + (gap == 1 ? R : 1)) * cols * bytes;
     for (long c = 0; c < full; c += block) {
         // The same columns of each stream's next row (of the next R rows when the rows are
@@ -308,13 +313,8 @@ INLINE void prefill_one_block(exact_format f, const void *w, long r0, long n, co
 /// a line per 16 columns, so decoding it does not wait on memory.
 INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
-    if (cols == block) {
-        for (long start = row_begin; start < row_end; start += 16)
-            prefill_one_block(f, w, start, row_end - start < 16 ? row_end - start : 16, x, ldx, y, ldy, tokens, factor);
-        return;
-    }
     long full = cols - cols % block;
-    const long bytes = f == exact_f32 ? 4 : f == exact_bf16 ? 2 : 1;
+    const long bytes = format_bytes(f);
     for (long start = row_begin; start < row_end; start += EXACT_AVX512_CHUNK_ROWS) {
         long n = row_end - start < EXACT_AVX512_CHUNK_ROWS ? row_end - start : EXACT_AVX512_CHUNK_ROWS;
         const float *rows = decoded;
@@ -350,6 +350,11 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
 
 INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
+    if (tokens > EXACT_AVX512_STREAMED_TOKENS && cols == block) {
+        for (long start = row_begin; start < row_end; start += 16)
+            prefill_one_block(f, w, start, row_end - start < 16 ? row_end - start : 16, x, ldx, y, ldy, tokens, factor);
+        return;
+    }
     if (tokens > EXACT_AVX512_STREAMED_TOKENS) {
         prefill(f, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial);
         return;
