@@ -18,7 +18,7 @@ typedef enum {
 /// Rows decoded to f32 at a time above that.
 #define EXACT_AVX512_CHUNK_ROWS 12
 
-/// True when this CPU and OS run AVX-512F and AVX-512BW (the only extensions these kernels use).
+/// True when this CPU and OS run AVX-512F, BW and VL (the only extensions these kernels use).
 bool exact_avx512_supported(void);
 
 /// `y[t * ldy + r] = factor · Σ_c w[r, c] · x[t * ldx + c]` for rows [row_begin, row_end)
