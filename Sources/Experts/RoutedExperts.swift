@@ -38,16 +38,20 @@ public final class RoutedExperts: @unchecked Sendable {
         let active = table.byExpert.compactMap { e in
             experts.indices.contains(e.expert) ? experts[e.expert].map { (ffn: $0, pairs: e.pairs) } : nil
         }
-        let rows = active.reduce(0) { $0 + $1.pairs.count }
+        // Each expert's tokens, gathered into consecutive rows: row i of `input` is pair i of
+        // `pairs`, which lists every active expert's pairs in turn.
+        let pairs = active.flatMap(\.pairs), rows = pairs.count, hidden = hidden
         let input = gathered.floats(rows * hidden), output = results.floats(rows * hidden)
+        pairs.withUnsafeBufferPointer { pairs in
+            ComputePool.shared.rows(rows, floats: hidden) { range in
+                for i in range { (input + i * hidden).update(from: x + pairs[i].token * ldx, count: hidden) }
+            }
+        }
         var work: [FeedForward.Work] = []
         var row = 0
-        for (ffn, pairs) in active {
-            for (i, pair) in pairs.enumerated() {
-                (input + (row + i) * hidden).update(from: x + pair.token * ldx, count: hidden)
-            }
-            work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: pairs.count, out: output + row * hidden))
-            row += pairs.count
+        for (ffn, expertPairs) in active {
+            work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: expertPairs.count, out: output + row * hidden))
+            row += expertPairs.count
         }
         // All FFNs together, so that their products share two parallel regions
         // (`Linear.applyMany`) instead of taking three each; in groups whose intermediate
@@ -63,12 +67,10 @@ public final class RoutedExperts: @unchecked Sendable {
             size += floats
         }
         FeedForward.runAll(group, scratch: intermediate)
-        row = 0
-        for (_, pairs) in active {
-            for (i, pair) in pairs.enumerated() {
-                (out + pair.row * hidden).update(from: output + (row + i) * hidden, count: hidden)
+        pairs.withUnsafeBufferPointer { pairs in
+            ComputePool.shared.rows(rows, floats: hidden) { range in
+                for i in range { (out + pairs[i].row * hidden).update(from: output + i * hidden, count: hidden) }
             }
-            row += pairs.count
         }
     }
 
@@ -78,10 +80,12 @@ public final class RoutedExperts: @unchecked Sendable {
     /// the same bits as one process's.
     public static func sum(_ slots: UnsafePointer<Float>, weights: UnsafePointer<Float>, topK: Int, tokens: Int, hidden: Int,
                            into out: UnsafeMutablePointer<Float>) {
-        out.update(repeating: 0, count: tokens * hidden)
-        for t in 0..<tokens {
-            for k in 0..<topK {
-                VectorOps.axpy(weights[t * topK + k], slots + (t * topK + k) * hidden, out + t * hidden, count: hidden)
+        ComputePool.shared.rows(tokens, floats: topK * hidden) { range in
+            for t in range {
+                (out + t * hidden).update(repeating: 0, count: hidden)
+                for k in 0..<topK {
+                    VectorOps.axpy(weights[t * topK + k], slots + (t * topK + k) * hidden, out + t * hidden, count: hidden)
+                }
             }
         }
     }

@@ -74,6 +74,17 @@ public final class ComputePool: @unchecked Sendable {
         }
     }
 
+    /// Runs `body` over `0..<count` rows of `floats` floats each: split over the pool when
+    /// the rows are a prompt's worth of memory traffic (a quarter megabyte or more: a layer's
+    /// norms, residual adds and MoE gathers and sums over a prompt, which left the other core
+    /// idle), else on the calling thread, where a region would cost more than the pass (a
+    /// decode step's few rows).
+    public func rows(_ count: Int, floats: Int, _ body: (Range<Int>) -> Void) {
+        if count * floats < Self.parallelFloats { body(0..<count) } else { parallelFor(count, grain: 4, body) }
+    }
+
+    static let parallelFloats = 1 << 16
+
     /// Polls of the generation counter before an idle worker parks: about 70 µs here. A
     /// decode step's serial stretches between regions (norms, routing, sampling) ran past
     /// 7 µs, the previous limit, about a dozen times a step; each park and wake-up cost

@@ -47,18 +47,29 @@ public final class DecoderLayer: @unchecked Sendable {
         let h = normed.floats(tokens * hidden), b = branch.floats(tokens * hidden)
         normalize(x, with: inputLayernorm, into: h, tokens: tokens)
         selfAttn(h, batch: batch, out: b)
-        VectorOps.add(b, to: x, count: tokens * hidden)
+        add(b, to: x, tokens: tokens)
         normalize(x, with: postAttentionLayernorm, into: h, tokens: tokens)
         switch mlp {
         case .dense(let ffn): ffn(h, tokens: tokens, out: b)
         case .moe(let moe): try moe(h, tokens: tokens, out: b, remote: remote)
         }
-        VectorOps.add(b, to: x, count: tokens * hidden)
+        add(b, to: x, tokens: tokens)
     }
 
     private func normalize(_ x: UnsafePointer<Float>, with weight: [Float], into out: UnsafeMutablePointer<Float>, tokens: Int) {
-        weight.withUnsafeBufferPointer {
-            VectorOps.rmsNorm(x, weight: $0.baseAddress!, eps: eps, out: out, dim: hidden, rows: tokens)
+        let (hidden, eps) = (hidden, eps)
+        weight.withUnsafeBufferPointer { w in
+            ComputePool.shared.rows(tokens, floats: hidden) { r in
+                let at = r.lowerBound * hidden
+                VectorOps.rmsNorm(x + at, weight: w.baseAddress!, eps: eps, out: out + at, dim: hidden, rows: r.count)
+            }
+        }
+    }
+
+    private func add(_ branch: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, tokens: Int) {
+        let hidden = hidden
+        ComputePool.shared.rows(tokens, floats: hidden) { r in
+            VectorOps.add(branch + r.lowerBound * hidden, to: x + r.lowerBound * hidden, count: r.count * hidden)
         }
     }
 }
