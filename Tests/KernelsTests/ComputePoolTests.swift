@@ -1,4 +1,5 @@
 import Kernels
+import Synchronization
 import Testing
 
 @Suite struct ComputePoolTests {
@@ -22,5 +23,21 @@ import Testing
             for i in range { visits[i] += 1 }
         }
         #expect(visits.allSatisfy { $0 == 1 })
+    }
+
+    /// A pass over a decode step's few rows stays on the calling thread in one call; a
+    /// prompt's is split over the pool; either way every row runs once.
+    @Test(arguments: [(6, 1024, false), (1024, 1024, true), (70_000, 1, true)])
+    func rowsSplitOnlyPromptSizedPasses(count: Int, floats: Int, split: Bool) {
+        let visits = UnsafeMutableBufferPointer<Int>.allocate(capacity: count)
+        defer { visits.deallocate() }
+        visits.initialize(repeating: 0)
+        let calls = Atomic<Int>(0)
+        ComputePool.shared.rows(count, floats: floats) { range in
+            calls.add(1, ordering: .relaxed)
+            for i in range { visits[i] += 1 }
+        }
+        #expect(visits.allSatisfy { $0 == 1 })
+        #expect(calls.load(ordering: .relaxed) == (split && ComputePool.shared.threads > 1 ? ComputePool.shared.threads * ComputePool.chunksPerThread : 1))
     }
 }
