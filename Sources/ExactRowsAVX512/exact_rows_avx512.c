@@ -362,7 +362,6 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
         prefill(f, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial);
         return;
     }
-    long r = row_begin;
     if (tokens <= 3) {
         // Four rows stream at once, each block decoded once for all tokens (a block per token
         // gave half the rate at two and three tokens). The four come from the four quarters
@@ -370,15 +369,20 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
         // neighbouring rows interleaved four streams within one 4 KB page, and the software
         // prefetches that made up for it waited on the L1's fill buffers.
         long quarter = (row_end - row_begin) / 4;
-        for (; r < row_begin + quarter; r++) streamed_tokens(f, 4, (int)tokens, w, cols, r, quarter, x, ldx, y, ldy, factor);
-        for (r = row_begin + 4 * quarter; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, 1, x, ldx, y, ldy, factor);
+        for (long r = row_begin; r < row_begin + quarter; r++) streamed_tokens(f, 4, (int)tokens, w, cols, r, quarter, x, ldx, y, ldy, factor);
+        for (long r = row_begin + 4 * quarter; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, 1, x, ldx, y, ldy, factor);
         return;
     }
-    for (; r < row_end; r += 2) {
-        int R = row_end - r >= 2 ? 2 : 1;
+    // Four to sixteen tokens: two rows at a time, one from each half of the range, for the
+    // same reason: neighbouring rows made one stream, and bf16 rows streamed from memory ran
+    // 1.22-1.33x faster alone as two, 1.05-1.12x in the engine.
+    long half = (row_end - row_begin) / 2;
+    for (long i = 0; i < half + (row_end - row_begin) % 2; i++) {
+        int R = i < half ? 2 : 1;
+        long r = i < half ? row_begin + i : row_end - 1;
         for (long t = 0; t < tokens; t += 8) {
             int T = tokens - t < 8 ? (int)(tokens - t) : 8;
-            streamed_tokens(f, R, T, w, cols, r, 1, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+            streamed_tokens(f, R, T, w, cols, r, half, x + t * ldx, ldx, y + t * ldy, ldy, factor);
         }
     }
 }
