@@ -10,6 +10,9 @@ public final class RoutedExperts: @unchecked Sendable {
     private let experts: [FeedForward?]
     private let hidden: Int
     private let gathered = Scratch(), results = Scratch(), intermediate = Scratch()
+    /// Every held expert's pairs of the current call, in turn: row i of `gathered` is pair i.
+    /// Kept between calls so that a decode step allocates nothing for it.
+    private var pairs: [RoutingAssignments.Pair] = []
 
     public init(checkpoint: Checkpoint, layer: Int, held: [Int]) throws {
         let c = checkpoint.config
@@ -38,9 +41,9 @@ public final class RoutedExperts: @unchecked Sendable {
         let active = table.byExpert.compactMap { e in
             experts.indices.contains(e.expert) ? experts[e.expert].map { (ffn: $0, pairs: e.pairs) } : nil
         }
-        // Each expert's tokens, gathered into consecutive rows: row i of `input` is pair i of
-        // `pairs`, which lists every active expert's pairs in turn.
-        let pairs = active.flatMap(\.pairs), rows = pairs.count, hidden = hidden
+        pairs.removeAll(keepingCapacity: true)
+        for e in active { pairs.append(contentsOf: e.pairs) }
+        let rows = pairs.count, hidden = hidden
         let input = gathered.floats(rows * hidden), output = results.floats(rows * hidden)
         pairs.withUnsafeBufferPointer { pairs in
             ComputePool.shared.rows(rows, floats: hidden) { range in

@@ -83,7 +83,7 @@ public final class ComputePool: @unchecked Sendable {
         if count * floats < Self.parallelFloats { body(0..<count) } else { parallelFor(count, grain: 4, body) }
     }
 
-    static let parallelFloats = 1 << 16
+    private static let parallelFloats = 1 << 16
 
     /// Polls of the generation counter before an idle worker parks: about 70 µs here. A
     /// decode step's serial stretches between regions (norms, routing, sampling) ran past
