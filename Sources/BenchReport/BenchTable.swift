@@ -72,6 +72,37 @@ public struct BenchTest: Sendable {
     }
 }
 
+/// A test's matrix products by kernel path: what `BenchTable.paths` prints.
+public struct PathTest: Sendable {
+    public struct Path: Sendable {
+        public var path: String
+        public var calls: Int
+        /// Thread-seconds inside the path's calls.
+        public var seconds: Double
+        public var flops: Double
+        public var weightBytes: Double
+
+        public init(path: String, calls: Int, seconds: Double, flops: Double, weightBytes: Double) {
+            self.path = path
+            self.calls = calls
+            self.seconds = seconds
+            self.flops = flops
+            self.weightBytes = weightBytes
+        }
+    }
+
+    public var name: String
+    /// Wall time of the profiled runs × threads.
+    public var threadSeconds: Double
+    public var paths: [Path]
+
+    public init(name: String, threadSeconds: Double, paths: [Path]) {
+        self.name = name
+        self.threadSeconds = threadSeconds
+        self.paths = paths
+    }
+}
+
 /// The Markdown tables `conclave bench` prints (docs/PERFORMANCE.md quotes them).
 public enum BenchTable {
     /// One row per test and a row under it per further bound: rate ± deviation, the work per
@@ -101,6 +132,25 @@ public enum BenchTable {
             + rows.map { row in
                 "| \(row.name) | " + row.flopsPerSecond.map { $0.map { fixed($0 / 1e9) } ?? "n/a" }.joined(separator: " | ") + " |"
             }
+    }
+
+    /// One row per (test, kernel path): calls, the path's share of the threads' time during the
+    /// test (wall time × threads; what no row covers is spent outside the products), the
+    /// GFLOP/s and weight GB/s a thread reaches inside the path, and that rate against one
+    /// thread's f32 FMA peak.
+    public static func paths(_ tests: [PathTest], threadPeak: Double) -> [String] {
+        var lines = ["| test | kernel path | calls | of the threads' time | GFLOP/s per thread | of 1-thread f32 FMA peak | weight GB/s per thread |",
+                     "|---|---|---:|---:|---:|---:|---:|"]
+        for test in tests {
+            for (i, p) in test.paths.enumerated() {
+                let rate = p.seconds > 0 ? p.flops / p.seconds : 0
+                let cells = [i == 0 ? test.name : "", p.path, "\(p.calls)",
+                             String(format: "%.0f%%", 100 * p.seconds / test.threadSeconds), fixed(rate / 1e9),
+                             String(format: "%.0f%%", 100 * rate / threadPeak), fixed(p.seconds > 0 ? p.weightBytes / p.seconds / 1e9 : 0)]
+                lines.append("| " + cells.joined(separator: " | ") + " |")
+            }
+        }
+        return lines
     }
 
     private static func fixed(_ value: Double) -> String { String(format: "%.1f", value) }

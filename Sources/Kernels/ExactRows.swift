@@ -36,6 +36,18 @@ enum ExactRows {
     /// `x` holds the activations as `prepare` left them (rows `ldx` apart).
     static func rows(_ storage: WeightMatrix.Storage, cols: Int, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int,
                      _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel = .chosen) {
+        guard KernelProfile.isOn else {
+            return product(storage, cols: cols, rows, prepared: x, ldx: ldx, y, ldy: ldy, tokens: tokens, kernel: kernel)
+        }
+        let start = DispatchTime.now().uptimeNanoseconds
+        product(storage, cols: cols, rows, prepared: x, ldx: ldx, y, ldy: ldy, tokens: tokens, kernel: kernel)
+        let weights = Double(rows.count * cols)
+        ThreadScratch.current.profile.record(KernelPath(tokens: tokens, cols: cols), nanoseconds: DispatchTime.now().uptimeNanoseconds - start,
+                                             flops: 2 * weights * Double(tokens), weightBytes: weights * Double(storage.bytesPerElement))
+    }
+
+    private static func product(_ storage: WeightMatrix.Storage, cols: Int, _ rows: Range<Int>, prepared x: UnsafePointer<Float>, ldx: Int,
+                                _ y: UnsafeMutablePointer<Float>, ldy: Int, tokens: Int, kernel: ExactKernel) {
         switch storage {
         case .f32(let p):
             if kernel == .avx512 { return avx512(exact_f32, p, cols, rows, x, ldx, y, ldy, tokens, factor: 1) }

@@ -38,6 +38,10 @@ final class ThreadScratch {
     /// Rows decoded to f32, their accumulators between column slices, and activations
     /// scaled for an FP8 row tile (inside a part).
     let decoded = Scratch(), partial = Scratch(), scaled = Scratch()
+    /// This thread's `KernelProfile` counters.
+    let profile = PathCounters()
+
+    private init() { KernelProfile.register(profile) }
 
     /// A POSIX thread-specific slot: the thread dictionary's lookup cost 3% of prefill,
     /// at several lookups per product.

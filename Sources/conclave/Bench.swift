@@ -65,11 +65,16 @@ struct Bench: ParsableCommand {
         let parameters = ModelFootprint(config: deepseek.config, weights: .bf16).activeLayerParameters
         var tests: [BenchTest] = []
 
-        let prefill = try repeated {
+        let prefillOnce = {
             let cache = deepseek.makeCache(capacity: promptTokens)
             let seconds = try time { _ = try deepseek.forward(tokens: prompt, batch: batch([cache], count: promptTokens), logitRows: [promptTokens - 1]) }
             return Double(promptTokens) / seconds
         }
+        _ = try prefillOnce()
+        var prefill: [Double] = []
+        // Two clock reads per call cost nothing next to a prompt's products.
+        let prefillPaths = try KernelProfile.measure { prefill = try (0..<repetitions).map { _ in try prefillOnce() } }
+        var pathTests = [pathTest("pp\(promptTokens)", prefillPaths, seconds: prefill.map { Double(promptTokens) / $0 }.reduce(0, +), pool: pool)]
         let threads = pool.threads == 1 ? "1 thread" : "\(pool.threads) threads"
         let peaks = [Bound.peak("f32 FMA peak, \(threads)", flopsPerSecond: f32.last!)]
             + (bf16.last!.map { [Bound.peak("bf16 matmul peak, \(threads)", flopsPerSecond: $0.flopsPerSecond)] } ?? [])
@@ -79,10 +84,12 @@ struct Bench: ParsableCommand {
             // The first run, not counted, also adds up the weight bytes each step reads: tokens of a
             // batch share experts, so a step reads fewer than b tokens' bytes. Every run decodes
             // the same greedy tokens, so the timed runs read the same.
-            var bytes = 0
-            _ = try decode(deepseek, prompt: prompt, batch: b) {
+            // That run's steps are also the ones profiled by kernel path, so the timed runs carry no clock reads.
+            var bytes = 0, paths: [KernelPath: KernelProfile.Totals] = [:]
+            let untimed = try decode(deepseek, prompt: prompt, batch: b, profile: { paths = $0 }) {
                 bytes += deepseek.weightBytesPerStep(tokens: b) { Set((deepseek.lastRouting(layer: $0) ?? []).joined()).count }
             }
+            pathTests.append(pathTest("tg\(decodeSteps) b\(b), untimed run", paths, seconds: Double(decodeSteps * b) / untimed, pool: pool))
             let before = bandwidth.sample()
             let rates = try (0..<repetitions).map { _ in try decode(deepseek, prompt: prompt, batch: b) }
             let after = bandwidth.sample()
@@ -102,17 +109,27 @@ struct Bench: ParsableCommand {
              + "a token of the batch chose); the roofline is bandwidth ÷ that × tokens per step. Bandwidth: median of 3 streaming reads of "
              + "\(bandwidth.bytes >> 30) GiB on \(bandwidth.threads) threads right before and right after each decode test's repetitions; "
              + "decode's \"of bound\" is against the roofline at the mean of the two.")
+        emit("")
+        BenchTable.paths(pathTests, threadPeak: f32.first!).forEach { emit($0) }
+        emit("")
+        emit("Matrix products by kernel path (docs/PERFORMANCE.md): prefill over its timed repetitions, decode over each test's "
+             + "untimed first run (the one that also counts its bytes; its steps, not the prompts they start from). "
+             + "\"Of the threads' time\": thread-seconds inside the path's calls over wall time × \(pool.threads); what the rows "
+             + "leave is spent outside the products (norms, routing, attention scores, waits). Per-thread rates are while inside the path.")
     }
 
-    /// Tokens per second of `repetitions` runs of `body`, after one untimed run.
-    private func repeated(_ body: () throws -> Double) rethrows -> [Double] {
-        _ = try body()
-        return try (0..<repetitions).map { _ in try body() }
+    /// The profile of runs that took `seconds` of wall time, as `BenchTable.paths` prints it.
+    private func pathTest(_ name: String, _ paths: [KernelPath: KernelProfile.Totals], seconds: Double, pool: ComputePool) -> PathTest {
+        PathTest(name: name, threadSeconds: seconds * Double(pool.threads), paths: KernelPath.allCases.compactMap { path in
+            paths[path].map { .init(path: path.label, calls: $0.calls, seconds: $0.seconds, flops: $0.flops, weightBytes: $0.weightBytes) }
+        })
     }
 
     /// Tokens per second of `decodeSteps` greedy steps of `b` sequences that each start from
     /// the prompt's first 16 tokens; `afterStep` runs after each step, inside the timing.
-    private func decode(_ model: DeepseekModel, prompt: [Int], batch b: Int, afterStep: () -> Void = {}) throws -> Double {
+    /// With `profile`, the steps run under `KernelProfile.measure`, which passes it their paths.
+    private func decode(_ model: DeepseekModel, prompt: [Int], batch b: Int, profile: (([KernelPath: KernelProfile.Totals]) -> Void)? = nil,
+                        afterStep: () -> Void = {}) throws -> Double {
         let vocab = model.config.vocabSize
         let caches = (0..<b).map { _ in model.makeCache(capacity: 16 + decodeSteps) }
         for cache in caches {
@@ -120,7 +137,7 @@ struct Bench: ParsableCommand {
         }
         var next = Array(prompt.prefix(b))
         var greedy = try Sampler(.greedy)
-        let seconds = try time {
+        func steps() throws {
             for _ in 0..<decodeSteps {
                 let logits = try model.forward(tokens: next, batch: batch(caches, count: 1), logitRows: Array(0..<b))
                 next = logits.withUnsafeBufferPointer { all in
@@ -129,6 +146,8 @@ struct Bench: ParsableCommand {
                 afterStep()
             }
         }
+        var seconds = 0.0
+        if let profile { profile(try KernelProfile.measure { seconds = try time(steps) }) } else { seconds = try time(steps) }
         return Double(decodeSteps * b) / seconds
     }
 
