@@ -49,7 +49,12 @@ public final class Gate: @unchecked Sendable {
     let scaleAfterNormalizing: Bool
     let scalingFactor: Float
     private let logits = Scratch()
-    private var scores: [Float], choice: [Float], chosen: [Int], groupScores: [Float], keptGroups: [Int]
+    /// Per-token working space, allocated once: plain buffers, not array properties, whose
+    /// every element access in a class pays exclusivity and uniqueness checks (a decode step's
+    /// selection took 5 µs a layer with them).
+    private let scores: UnsafeMutableBufferPointer<Float>, choice: UnsafeMutableBufferPointer<Float>
+    private let groupScores: UnsafeMutableBufferPointer<Float>
+    private let chosen: UnsafeMutableBufferPointer<Int>, keptGroups: UnsafeMutableBufferPointer<Int>
 
     public init(checkpoint: Checkpoint, layer: Int) throws {
         let c = checkpoint.config
@@ -67,11 +72,19 @@ public final class Gate: @unchecked Sendable {
         scaleAfterNormalizing = c.architecture == .deepseekV3
         weight = try checkpoint.matrix(p + "weight", rows: experts, cols: c.hiddenSize)
         correctionBias = method == .noauxTC ? try checkpoint.vector(p + "e_score_correction_bias", count: experts) : nil
-        scores = Array(repeating: 0, count: experts)
-        choice = Array(repeating: 0, count: experts)
-        chosen = Array(repeating: 0, count: topK)
-        groupScores = Array(repeating: 0, count: groups)
-        keptGroups = Array(repeating: 0, count: topKGroups)
+        scores = .allocate(capacity: experts)
+        choice = .allocate(capacity: experts)
+        groupScores = .allocate(capacity: groups)
+        chosen = .allocate(capacity: topK)
+        keptGroups = .allocate(capacity: topKGroups)
+    }
+
+    deinit {
+        scores.deallocate()
+        choice.deallocate()
+        groupScores.deallocate()
+        chosen.deallocate()
+        keptGroups.deallocate()
     }
 
     public var weightBytes: Int { weight.byteCount + (correctionBias?.count ?? 0) * 4 }
@@ -87,14 +100,12 @@ public final class Gate: @unchecked Sendable {
             case .sigmoid:
                 for e in 0..<experts { scores[e] = 1 / (1 + expf(-row[e])) }
             case .softmax:
-                scores.withUnsafeMutableBufferPointer { s in
-                    s.baseAddress!.update(from: row, count: experts)
-                    VectorOps.softmax(s.baseAddress!, count: experts)
-                }
+                scores.baseAddress!.update(from: row, count: experts)
+                VectorOps.softmax(scores.baseAddress!, count: experts)
             }
             for e in 0..<experts { choice[e] = scores[e] + (correctionBias?[e] ?? 0) }
             if method != .greedy && groups > 1 { maskGroups() }
-            Self.topIndices(choice, count: topK, into: &chosen)
+            Self.topIndices(UnsafeBufferPointer(choice), into: chosen)
             var sum: Float = 0
             for k in 0..<topK { sum += scores[chosen[k]] }
             let scale = !normalize || scaleAfterNormalizing
@@ -123,18 +134,18 @@ public final class Gate: @unchecked Sendable {
                 groupScores[g] = members.max()!
             }
         }
-        Self.topIndices(groupScores, count: topKGroups, into: &keptGroups)
+        Self.topIndices(UnsafeBufferPointer(groupScores), into: keptGroups)
         let masked: Float = method == .noauxTC ? -.infinity : 0
         for g in 0..<groups where !keptGroups.contains(g) {
             for e in g * perGroup ..< (g + 1) * perGroup { choice[e] = masked }
         }
     }
 
-    /// Indices of the `count` largest values, best first (lowest index wins a tie).
-    static func topIndices(_ values: [Float], count: Int, into out: inout [Int]) {
-        for k in 0..<count {
+    /// Indices of the `out.count` largest values into `out`, best first (lowest index wins a tie).
+    static func topIndices(_ values: UnsafeBufferPointer<Float>, into out: UnsafeMutableBufferPointer<Int>) {
+        for k in out.indices {
             var best = -1
-            for i in values.indices where !out[0..<k].contains(i) {
+            for i in values.indices where !out[..<k].contains(i) {
                 if best < 0 || values[i] > values[best] { best = i }
             }
             out[k] = best
