@@ -115,20 +115,22 @@ extension Linear {
     /// both cores streaming. How rows are split never changes a result (`ExactRows`).
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
         // Each distinct input is prepared once (`q_a_proj` and `kv_a_proj_with_mqa` share
-        // theirs), at `offset` in the buffer. Rows are split by cost, not count: with a prompt,
+        // theirs, as do a decode step's experts), at `offset` in the buffer. Rows are split by cost, not count: with a prompt,
         // a row of the shared expert's product (every token) costs ten of a routed expert's
         // (its dozen tokens). A row of few tokens costs its bytes (decode streams weights), of
         // many its multiply-adds.
-        var products: [Product] = [], inputs: [(job: LinearJob, order: ExactRows.ActivationOrder, offset: Int)] = []
+        var products: [Product] = [], inputs: [PreparedInput] = []
         var size = 0, total = 0, cheapest = Int.max
         products.reserveCapacity(jobs.count)
+        inputs.reserveCapacity(jobs.count)
         for j in jobs where j.tokens > 0 && j.rows > 0 {
             var offset: Int?
             if let order = ExactRows.activationOrder(j.storage) {
-                if let same = inputs.first(where: { $0.job.x == j.x && $0.job.tokens == j.tokens && $0.job.cols == j.cols && $0.order == order }) {
+                let input = PreparedInput(x: j.x, ldx: j.ldx, tokens: j.tokens, cols: j.cols, order: order, offset: size)
+                if let same = inputs.first(where: { $0.isSame(as: input) }) {
                     offset = same.offset
                 } else {
-                    inputs.append((j, order, size))
+                    inputs.append(input)
                     offset = size
                     size += j.tokens * j.cols
                 }
@@ -141,7 +143,7 @@ extension Linear {
         guard !products.isEmpty else { return }
         let base = ThreadScratch.current.activations.floats(max(size, 1))
         for i in inputs {
-            ExactRows.prepare(i.job.x, tokens: i.job.tokens, ldx: i.job.ldx, cols: i.job.cols, order: i.order, into: base + i.offset)
+            ExactRows.prepare(i.x, tokens: i.tokens, ldx: i.ldx, cols: i.cols, order: i.order, into: base + i.offset)
         }
         let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (cheapest * 8))) } ?? 1
         let run = { (part: Int) in
@@ -164,6 +166,17 @@ extension Linear {
         }
         if let pool, parts > 1 { pool.chunks(parts) { _, part in run(part) } } else { run(0) }
     }
+}
+
+/// An input of `applyMany`: where the jobs read it, and where its prepared copy sits in the
+/// region's buffer. Plain values, so that comparing and keeping them copies no job.
+private struct PreparedInput {
+    let x: UnsafePointer<Float>
+    let ldx: Int, tokens: Int, cols: Int
+    let order: ExactRows.ActivationOrder
+    let offset: Int
+
+    func isSame(as o: PreparedInput) -> Bool { x == o.x && ldx == o.ldx && tokens == o.tokens && cols == o.cols && order == o.order }
 }
 
 /// A job of `applyMany`, where its prepared input sits in the region's buffer (nil: f32
