@@ -101,13 +101,16 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             Linear.apply(qBProj, low, q, tokens: tokens)
         }
         let positions = batch.positions
-        for t in 0..<tokens {
-            let row = kv + t * width
-            kvALayernorm.withUnsafeBufferPointer {
-                VectorOps.rmsNorm(row, weight: $0.baseAddress!, eps: latentNormEps, out: row, dim: latentDim)
+        kvALayernorm.withUnsafeBufferPointer { norm in
+            // A prompt's tokens split over the pool (each token's rows are its own).
+            ComputePool.shared.rows(tokens, floats: width + heads * qkDim) { range in
+                for t in range {
+                    let row = kv + t * width
+                    VectorOps.rmsNorm(row, weight: norm.baseAddress!, eps: latentNormEps, out: row, dim: latentDim)
+                    rope.apply(row + latentDim, position: positions[t], count: 1, stride: width)
+                    rope.apply(q + t * heads * qkDim + nopeDim, position: positions[t], count: heads, stride: qkDim)
+                }
             }
-            rope.apply(row + latentDim, position: positions[t], count: 1, stride: width)
-            rope.apply(q + t * heads * qkDim + nopeDim, position: positions[t], count: heads, stride: qkDim)
         }
         for s in batch.slices {
             for i in 0..<s.count {
@@ -138,10 +141,12 @@ public final class MultiHeadLatentAttention: @unchecked Sendable {
             LinearJob(keyFolds[h], q + h * qkDim, folded + h * rowStride, tokens: tokens, ldx: heads * qkDim, ldy: heads * rowStride)
         })
         // Folded queries are laid out like cache rows: latent, rope part, zero padding.
-        for th in 0..<tokens * heads {
-            let row = folded + th * rowStride + latentDim
-            row.update(from: q + th * qkDim + nopeDim, count: ropeDim)
-            (row + ropeDim).update(repeating: 0, count: rowStride - latentDim - ropeDim)
+        ComputePool.shared.rows(tokens * heads, floats: rowStride) { range in
+            for th in range {
+                let row = folded + th * rowStride + latentDim
+                row.update(from: q + th * qkDim + nopeDim, count: ropeDim)
+                (row + ropeDim).update(repeating: 0, count: rowStride - latentDim - ropeDim)
+            }
         }
         var caches = [UnsafePointer<Float>](repeating: q, count: tokens)
         for s in batch.slices { for i in 0..<s.count { caches[s.first + i] = UnsafePointer(s.cache.layer(layer)) } }

@@ -33,8 +33,11 @@ public enum Linear {
         // One product, the common case (MLA scores every token's block of heads this way): no job arrays.
         var (prepared, ld) = (x, ldx)
         if let order = ExactRows.activationOrder(w.storage) {
-            let out = ThreadScratch.current.activations.floats(tokens * w.cols)
-            ExactRows.prepare(x, tokens: tokens, ldx: ldx, cols: w.cols, order: order, into: out)
+            let out = ThreadScratch.current.activations.floats(tokens * w.cols), cols = w.cols
+            let body = { (r: Range<Int>) in
+                ExactRows.prepare(x + r.lowerBound * ldx, tokens: r.count, ldx: ldx, cols: cols, order: order, into: out + r.lowerBound * cols)
+            }
+            if let pool { pool.rows(tokens, floats: cols, body) } else { body(0..<tokens) }
             (prepared, ld) = (UnsafePointer(out), w.cols)
         }
         parallelRows(w.rows, grain: 8, pool) { rows in
@@ -115,10 +118,10 @@ extension Linear {
     /// both cores streaming. How rows are split never changes a result (`ExactRows`).
     public static func applyMany(_ jobs: [LinearJob], pool: ComputePool? = .shared) {
         // Each distinct input is prepared once (`q_a_proj` and `kv_a_proj_with_mqa` share
-        // theirs, as do a decode step's experts), at `offset` in the buffer. Rows are split by cost, not count: with a prompt,
-        // a row of the shared expert's product (every token) costs ten of a routed expert's
-        // (its dozen tokens). A row of few tokens costs its bytes (decode streams weights), of
-        // many its multiply-adds.
+        // theirs, as do a decode step's experts), at `offset` in the buffer. Rows are split
+        // by cost, not count: with a prompt, a row of the shared expert's product (every
+        // token) costs ten of a routed expert's (its dozen tokens). A row of few tokens costs
+        // its bytes (decode streams weights), of many its multiply-adds.
         var products: [Product] = [], inputs: [PreparedInput] = []
         var size = 0, total = 0, cheapest = Int.max
         products.reserveCapacity(jobs.count)
@@ -142,9 +145,7 @@ extension Linear {
         }
         guard !products.isEmpty else { return }
         let base = ThreadScratch.current.activations.floats(max(size, 1))
-        for i in inputs {
-            ExactRows.prepare(i.x, tokens: i.tokens, ldx: i.ldx, cols: i.cols, order: i.order, into: base + i.offset)
-        }
+        prepare(inputs, floats: size, into: base, pool: pool)
         let parts = pool.map { min($0.threads * ComputePool.chunksPerThread, max(1, total / (cheapest * 8))) } ?? 1
         let run = { (part: Int) in
             let lo = ComputePool.start(part, of: parts, in: total), hi = ComputePool.start(part + 1, of: parts, in: total)
@@ -165,6 +166,28 @@ extension Linear {
             }
         }
         if let pool, parts > 1 { pool.chunks(parts) { _, part in run(part) } } else { run(0) }
+    }
+}
+
+extension Linear {
+    /// Every input in its kernel's order at its offset in `base`. Token rows are independent,
+    /// so a prompt's inputs (an MoE layer's gathered tokens: megabytes, which the calling
+    /// thread alone took 0.4 ms a layer to prepare while the other core waited) split over the
+    /// pool by token; a decode step's few rows stay on the calling thread (`ComputePool.rows`).
+    fileprivate static func prepare(_ inputs: [PreparedInput], floats: Int, into base: UnsafeMutablePointer<Float>, pool: ComputePool?) {
+        let rows = inputs.reduce(0) { $0 + $1.tokens }
+        let body = { (range: Range<Int>) in
+            // Input i's tokens are rows `start ..< start + i.tokens` of all inputs'.
+            var start = 0
+            for i in inputs where start < range.upperBound {
+                let lo = max(range.lowerBound, start) - start, hi = min(range.upperBound, start + i.tokens) - start
+                if lo < hi {
+                    ExactRows.prepare(i.x + lo * i.ldx, tokens: hi - lo, ldx: i.ldx, cols: i.cols, order: i.order, into: base + i.offset + lo * i.cols)
+                }
+                start += i.tokens
+            }
+        }
+        if let pool { pool.rows(rows, floats: floats / max(rows, 1), body) } else { body(0..<rows) }
     }
 }
 

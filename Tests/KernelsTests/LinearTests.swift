@@ -79,4 +79,30 @@ import Testing
         for i in ea.indices { #expect(abs(ya[i] - ea[i]) <= 1e-3 * max(1, abs(ea[i]))) }
         for i in eb.indices { #expect(abs(yb[i] - eb[i]) <= 1e-3 * max(1, abs(eb[i]))) }
     }
+
+    /// A prompt's inputs (here 81,920 floats) are prepared by token over the pool: every
+    /// product, with its input cut between threads anywhere, gives the bits it gives alone
+    /// on one thread. Inputs of different lengths and row strides; the last job reads the
+    /// first job's input.
+    @Test func promptSizedInputsPreparedOverThePoolGiveTheSameBits() {
+        let cols = 256, ldx = cols + 3
+        let shapes = [(rows: 24, tokens: 40, input: 0), (rows: 16, tokens: 120, input: 1), (rows: 8, tokens: 160, input: 2),
+                      (rows: 12, tokens: 40, input: 0)]
+        let matrices = shapes.indices.map { Self.matrices(rows: shapes[$0].rows, cols: cols, seed: $0 + 5).bf16 }
+        let inputs = [40, 120, 160].map { tokens in
+            let x = UnsafeMutableBufferPointer<Float>.allocate(capacity: tokens * ldx)
+            _ = x.initialize(from: Self.activations(tokens * ldx))
+            return x
+        }
+        let outputs = shapes.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: 2 * $0.tokens * $0.rows) }
+        defer { (inputs + outputs).forEach { $0.deallocate() } }
+        Linear.applyMany(shapes.indices.map { k in
+            LinearJob(matrices[k], inputs[shapes[k].input].baseAddress!, outputs[k].baseAddress!, tokens: shapes[k].tokens, ldx: ldx)
+        })
+        for (k, shape) in shapes.enumerated() {
+            let n = shape.tokens * shape.rows
+            Linear.apply(matrices[k], inputs[shape.input].baseAddress!, outputs[k].baseAddress! + n, tokens: shape.tokens, ldx: ldx, pool: nil)
+            #expect(outputs[k][..<n].map(\.bitPattern) == outputs[k][n...].map(\.bitPattern), "job \(k)")
+        }
+    }
 }
