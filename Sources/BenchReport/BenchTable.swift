@@ -89,6 +89,10 @@ public struct PathTest: Sendable {
             self.flops = flops
             self.weightBytes = weightBytes
         }
+
+        /// FLOP and weight bytes per second a thread reaches while in the path.
+        var flopsPerSecond: Double { seconds > 0 ? flops / seconds : 0 }
+        var bytesPerSecond: Double { seconds > 0 ? weightBytes / seconds : 0 }
     }
 
     public var name: String
@@ -143,10 +147,9 @@ public enum BenchTable {
                      "|---|---|---:|---:|---:|---:|---:|"]
         for test in tests {
             for (i, p) in test.paths.enumerated() {
-                let rate = p.seconds > 0 ? p.flops / p.seconds : 0
                 let cells = [i == 0 ? test.name : "", p.path, "\(p.calls)",
-                             String(format: "%.0f%%", 100 * p.seconds / test.threadSeconds), fixed(rate / 1e9),
-                             String(format: "%.0f%%", 100 * rate / threadPeak), fixed(p.seconds > 0 ? p.weightBytes / p.seconds / 1e9 : 0)]
+                             String(format: "%.0f%%", 100 * p.seconds / test.threadSeconds), fixed(p.flopsPerSecond / 1e9),
+                             String(format: "%.0f%%", 100 * p.flopsPerSecond / threadPeak), fixed(p.bytesPerSecond / 1e9)]
                 lines.append("| " + cells.joined(separator: " | ") + " |")
             }
         }

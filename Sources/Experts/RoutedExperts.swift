@@ -56,7 +56,8 @@ public final class RoutedExperts: @unchecked Sendable {
         var work: [FeedForward.Work] = []
         var row = 0
         for (ffn, expertPairs) in active {
-            if expertPairs.count == 1, let only = expertPairs.first {
+            if expertPairs.count == 1 {
+                let only = expertPairs[0]
                 work.append(FeedForward.Work(ffn, x: x + only.token * ldx, tokens: 1, out: out + only.row * hidden))
                 continue
             }

@@ -43,17 +43,12 @@ public enum KernelPath: Int, CaseIterable, Sendable {
 /// engine (a scratch benchmark of one kernel alone does not see the rest of a step). Off
 /// unless `measure` runs; each call then costs two clock reads.
 public enum KernelProfile {
-    public struct Totals: Equatable, Sendable {
+    public struct Totals: Sendable {
         public var calls = 0
         /// Thread-seconds inside the path's calls.
         public var seconds = 0.0
         public var flops = 0.0
         public var weightBytes = 0.0
-
-        /// FLOP per second a thread reaches while in the path.
-        public var flopsPerSecond: Double { seconds > 0 ? flops / seconds : 0 }
-        /// Weight bytes per second a thread reads while in the path.
-        public var bytesPerSecond: Double { seconds > 0 ? weightBytes / seconds : 0 }
     }
 
     /// Runs `body` with the profile on and returns what its calls added, by path (paths

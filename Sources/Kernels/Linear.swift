@@ -34,10 +34,9 @@ public enum Linear {
         var (prepared, ld) = (x, ldx)
         if let order = ExactRows.activationOrder(w.storage) {
             let out = ThreadScratch.current.activations.floats(tokens * w.cols), cols = w.cols
-            let body = { (r: Range<Int>) in
+            passRows(tokens, floats: cols, pool) { r in
                 ExactRows.prepare(x + r.lowerBound * ldx, tokens: r.count, ldx: ldx, cols: cols, order: order, into: out + r.lowerBound * cols)
             }
-            if let pool { pool.rows(tokens, floats: cols, body) } else { body(0..<tokens) }
             (prepared, ld) = (UnsafePointer(out), w.cols)
         }
         parallelRows(w.rows, grain: 8, pool) { rows in
@@ -62,6 +61,13 @@ public enum Linear {
     @inline(__always)
     private static func parallelRows(_ rows: Int, grain: Int, _ pool: ComputePool?, _ body: (Range<Int>) -> Void) {
         if let pool { pool.parallelFor(rows, grain: grain, body) } else { body(0..<rows) }
+    }
+
+    /// A pass over `rows` rows of `floats` floats (the products' input preparation): split
+    /// over `pool` when it is a prompt's worth (`ComputePool.rows`), else on this thread.
+    @inline(__always)
+    fileprivate static func passRows(_ rows: Int, floats: Int, _ pool: ComputePool?, _ body: (Range<Int>) -> Void) {
+        if let pool { pool.rows(rows, floats: floats, body) } else { body(0..<rows) }
     }
 }
 
@@ -176,7 +182,7 @@ extension Linear {
     /// pool by token; a decode step's few rows stay on the calling thread (`ComputePool.rows`).
     fileprivate static func prepare(_ inputs: [PreparedInput], floats: Int, into base: UnsafeMutablePointer<Float>, pool: ComputePool?) {
         let rows = inputs.reduce(0) { $0 + $1.tokens }
-        let body = { (range: Range<Int>) in
+        passRows(rows, floats: floats / max(rows, 1), pool) { range in
             // Input i's tokens are rows `start ..< start + i.tokens` of all inputs'.
             var start = 0
             for i in inputs where start < range.upperBound {
@@ -187,7 +193,6 @@ extension Linear {
                 start += i.tokens
             }
         }
-        if let pool { pool.rows(rows, floats: floats / max(rows, 1), body) } else { body(0..<rows) }
     }
 }
 

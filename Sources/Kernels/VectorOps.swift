@@ -77,6 +77,14 @@ public enum VectorOps {
         axpy(1, x, y, count: count)
     }
 
+    /// `y += x` over `rows` rows of `width`: a prompt's rows split over the shared pool, a
+    /// decode step's on the calling thread (`ComputePool.rows`).
+    public static func add(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        ComputePool.shared.rows(rows, floats: width) { r in
+            axpy(1, x + r.lowerBound * width, y + r.lowerBound * width, count: r.count * width)
+        }
+    }
+
     public static func scale(_ x: UnsafeMutablePointer<Float>, by alpha: Float, count: Int) {
         let xr = UnsafeMutableRawPointer(x)
         var i = 0

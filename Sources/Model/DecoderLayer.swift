@@ -47,13 +47,13 @@ public final class DecoderLayer: @unchecked Sendable {
         let h = normed.floats(tokens * hidden), b = branch.floats(tokens * hidden)
         normalize(x, with: inputLayernorm, into: h, tokens: tokens)
         selfAttn(h, batch: batch, out: b)
-        add(b, to: x, tokens: tokens)
+        VectorOps.add(b, to: x, rows: tokens, width: hidden)
         normalize(x, with: postAttentionLayernorm, into: h, tokens: tokens)
         switch mlp {
         case .dense(let ffn): ffn(h, tokens: tokens, out: b)
         case .moe(let moe): try moe(h, tokens: tokens, out: b, remote: remote)
         }
-        add(b, to: x, tokens: tokens)
+        VectorOps.add(b, to: x, rows: tokens, width: hidden)
     }
 
     private func normalize(_ x: UnsafePointer<Float>, with weight: [Float], into out: UnsafeMutablePointer<Float>, tokens: Int) {
@@ -63,13 +63,6 @@ public final class DecoderLayer: @unchecked Sendable {
                 let at = r.lowerBound * hidden
                 VectorOps.rmsNorm(x + at, weight: w.baseAddress!, eps: eps, out: out + at, dim: hidden, rows: r.count)
             }
-        }
-    }
-
-    private func add(_ branch: UnsafePointer<Float>, to x: UnsafeMutablePointer<Float>, tokens: Int) {
-        let hidden = hidden
-        ComputePool.shared.rows(tokens, floats: hidden) { r in
-            VectorOps.add(branch + r.lowerBound * hidden, to: x + r.lowerBound * hidden, count: r.count * hidden)
         }
     }
 }

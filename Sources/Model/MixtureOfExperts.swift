@@ -73,21 +73,13 @@ public final class MixtureOfExperts: @unchecked Sendable {
             routing.weights.withUnsafeBufferPointer {
                 RoutedExperts.sum(outputs, weights: $0.baseAddress!, topK: topK, tokens: tokens, hidden: hidden, into: out)
             }
-            if !sharedWork.isEmpty { addShared(s, to: out, tokens: tokens) }
+            if !sharedWork.isEmpty { VectorOps.add(s, to: out, rows: tokens, width: hidden) }
         case .remote:
             guard let remote else { preconditionFailure("MoE layer \(layer) has remote experts but no remote path") }
             try remote.send(layer: layer, hidden: x, tokens: tokens)
             sharedExperts?(x, tokens: tokens, out: s)
             try remote.receive(layer: layer, into: out, tokens: tokens)
-            if sharedExperts != nil { addShared(s, to: out, tokens: tokens) }
-        }
-    }
-
-    /// The shared experts' rows added to the routed sum, a prompt's split over the pool.
-    private func addShared(_ s: UnsafePointer<Float>, to out: UnsafeMutablePointer<Float>, tokens: Int) {
-        let hidden = hidden
-        ComputePool.shared.rows(tokens, floats: hidden) { r in
-            VectorOps.add(s + r.lowerBound * hidden, to: out + r.lowerBound * hidden, count: r.count * hidden)
+            if sharedExperts != nil { VectorOps.add(s, to: out, rows: tokens, width: hidden) }
         }
     }
 }

@@ -85,13 +85,14 @@ struct Bench: ParsableCommand {
             // batch share experts, so a step reads fewer than b tokens' bytes. Every run decodes
             // the same greedy tokens, so the timed runs read the same.
             // That run's steps are also the ones profiled by kernel path, so the timed runs carry no clock reads.
-            var bytes = 0, paths: [KernelPath: KernelProfile.Totals] = [:]
-            let untimed = try decode(deepseek, prompt: prompt, batch: b, profile: { paths = $0 }) {
+            var bytes = 0
+            let untimed = try decode(deepseek, prompt: prompt, batch: b, profiled: true) {
                 bytes += deepseek.weightBytesPerStep(tokens: b) { Set((deepseek.lastRouting(layer: $0) ?? []).joined()).count }
             }
-            pathTests.append(pathTest("tg\(decodeSteps) b\(b), untimed run", paths, seconds: Double(decodeSteps * b) / untimed, pool: pool))
+            pathTests.append(pathTest("tg\(decodeSteps) b\(b), untimed run", untimed.paths, seconds: Double(decodeSteps * b) / untimed.tokensPerSecond,
+                                      pool: pool))
             let before = bandwidth.sample()
-            let rates = try (0..<repetitions).map { _ in try decode(deepseek, prompt: prompt, batch: b) }
+            let rates = try (0..<repetitions).map { _ in try decode(deepseek, prompt: prompt, batch: b).tokensPerSecond }
             let after = bandwidth.sample()
             tests.append(BenchTest(name: "tg\(decodeSteps) b\(b)", tokensPerSecond: rates,
                                    work: Work(.bytes, perStep: Double(bytes) / Double(decodeSteps), tokensPerStep: b),
@@ -127,9 +128,9 @@ struct Bench: ParsableCommand {
 
     /// Tokens per second of `decodeSteps` greedy steps of `b` sequences that each start from
     /// the prompt's first 16 tokens; `afterStep` runs after each step, inside the timing.
-    /// With `profile`, the steps run under `KernelProfile.measure`, which passes it their paths.
-    private func decode(_ model: DeepseekModel, prompt: [Int], batch b: Int, profile: (([KernelPath: KernelProfile.Totals]) -> Void)? = nil,
-                        afterStep: () -> Void = {}) throws -> Double {
+    /// `profiled`: the steps run under `KernelProfile.measure`, and `paths` is what it found.
+    private func decode(_ model: DeepseekModel, prompt: [Int], batch b: Int, profiled: Bool = false,
+                        afterStep: () -> Void = {}) throws -> (tokensPerSecond: Double, paths: [KernelPath: KernelProfile.Totals]) {
         let vocab = model.config.vocabSize
         let caches = (0..<b).map { _ in model.makeCache(capacity: 16 + decodeSteps) }
         for cache in caches {
@@ -146,9 +147,9 @@ struct Bench: ParsableCommand {
                 afterStep()
             }
         }
-        var seconds = 0.0
-        if let profile { profile(try KernelProfile.measure { seconds = try time(steps) }) } else { seconds = try time(steps) }
-        return Double(decodeSteps * b) / seconds
+        var seconds = 0.0, paths: [KernelPath: KernelProfile.Totals] = [:]
+        if profiled { paths = try KernelProfile.measure { seconds = try time(steps) } } else { seconds = try time(steps) }
+        return (Double(decodeSteps * b) / seconds, paths)
     }
 
     private func batch(_ caches: [LatentCache], count: Int) -> AttentionBatch {
