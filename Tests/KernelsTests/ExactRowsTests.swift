@@ -81,6 +81,28 @@ import Testing
         }
     }
 
+    /// Nine to sixteen tokens whose activations outgrow L1 run eight tokens at a time over
+    /// blocks of row pairs (a megabyte of rows each: three blocks of f32 rows here, two of
+    /// bf16): the bits of the portable kernel, which takes each row pair's tokens in turn.
+    @Test(.enabled(if: ExactKernel.avx512Supported), arguments: Format.allCases)
+    func avx512TokenPassesOverRowBlocksMatchPortable(_ format: Format) {
+        let rows = 257, cols = 2100
+        let w = Self.matrix(format, rows: rows, cols: cols)
+        let x = (0..<16 * cols).map { Float(($0 * 7919) % 193 - 96) / 61 }
+        for tokens in [9, 16] {
+            var prepared = x
+            if let order = ExactRows.activationOrder(w.storage) {
+                ExactRows.prepare(x, tokens: tokens, ldx: cols, cols: cols, order: order, into: &prepared)
+            }
+            func product(_ kernel: ExactKernel) -> [UInt32] {
+                var y = [Float](repeating: .nan, count: tokens * rows)
+                ExactRows.rows(w.storage, cols: cols, 0..<rows, prepared: prepared, ldx: cols, &y, ldy: rows, tokens: tokens, kernel: kernel)
+                return y.map(\.bitPattern)
+            }
+            #expect(product(.avx512) == product(.portable), "\(format), \(tokens) tokens")
+        }
+    }
+
     /// The AVX-512 gather puts activations in the same places, times the same factor, as
     /// the portable one: whole blocks, a lone 32-column block, ragged tails.
     @Test(.enabled(if: ExactKernel.avx512Supported), arguments: [7, 32, 64, 100, 1027], [2, 4])
