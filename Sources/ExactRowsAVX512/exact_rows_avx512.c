@@ -370,7 +370,7 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
             prefill_one_block(f, w, start, row_end - start < 16 ? row_end - start : 16, x, ldx, y, ldy, tokens, factor);
         return;
     }
-    if (tokens > EXACT_AVX512_STREAMED_TOKENS) {
+    if (exact_avx512_tiles(tokens, cols)) {
         prefill(f, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial);
         return;
     }
@@ -385,9 +385,9 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
         for (long r = row_begin + 4 * quarter; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, 1, x, ldx, y, ldy, factor);
         return;
     }
-    // Four to sixteen tokens: two rows at a time, one from each half of the range, for the
-    // same reason: neighbouring rows made one stream, and bf16 rows streamed from memory ran
-    // 1.22-1.33x faster alone as two, 1.05-1.12x in the engine.
+    // Four to sixteen tokens (32 on wide rows): two rows at a time, one from each half of the
+    // range, for the same reason: neighbouring rows made one stream, and bf16 rows streamed
+    // from memory ran 1.22-1.33x faster alone as two, 1.05-1.12x in the engine.
     long half = (row_end - row_begin) / 2;
     if (tokens > 8 && tokens * cols * (long)sizeof(float) > streamed_l1) {
         // The activations outgrow L1, and each row pair's two eight-token passes would read

@@ -78,7 +78,7 @@ enum ExactRows {
     private static func avx512(_ format: exact_format, _ w: UnsafeRawPointer, _ cols: Int, _ rows: Range<Int>, _ x: UnsafePointer<Float>,
                                _ ldx: Int, _ y: UnsafeMutablePointer<Float>, _ ldy: Int, _ tokens: Int, factor: Float) {
         var decoded: UnsafeMutablePointer<Float>?, partial: UnsafeMutablePointer<Float>?
-        if tokens > EXACT_AVX512_STREAMED_TOKENS {
+        if exact_avx512_tiles(tokens, cols) {
             let scratch = ThreadScratch.current
             decoded = scratch.decoded.floats(Int(EXACT_AVX512_CHUNK_ROWS) * cols)
             partial = scratch.partial.floats(Int(EXACT_AVX512_CHUNK_ROWS) * tokens * 16)
@@ -123,6 +123,13 @@ enum ExactRows {
     /// time into f32 once and share them, so decoding is paid once per row, not per four
     /// tokens; their compute then dwarfs the stall of reading the rows.
     static let streamedTokens = 16
+
+    /// Whether `kernel` multiplies `tokens` tokens by rows `cols` wide in register tiles over
+    /// decoded rows, rather than streaming the rows (the AVX-512 kernels also stream wide
+    /// rows up to 32 tokens: `exact_avx512_tiles`).
+    static func tiles(tokens: Int, cols: Int, kernel: ExactKernel = .chosen) -> Bool {
+        kernel == .avx512 ? exact_avx512_tiles(tokens, cols) : tokens > streamedTokens
+    }
 
     @inline(__always)
     private static func run<D: BlockDecoder>(_ d: D, _ rows: Range<Int>, x: UnsafePointer<Float>, ldx: Int,

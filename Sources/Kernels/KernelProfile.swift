@@ -8,8 +8,9 @@ public enum KernelPath: Int, CaseIterable, Sendable {
     case oneToken
     /// Two or three tokens: each block widened once for all of them.
     case fewTokens
-    /// Four to sixteen tokens (batched decode, a prompt's tokens per routed expert): weights
-    /// streamed two rows at a time, met by up to eight tokens per widened block.
+    /// Four to sixteen tokens (batched decode, a prompt's tokens per routed expert), and up
+    /// to 32 on rows wider than 682 columns (AVX-512): weights streamed two rows at a time,
+    /// met by up to eight tokens per widened block.
     case streamed
     /// Rows of one 64-column block against more tokens (MLA's per-head products).
     case oneBlock
@@ -23,7 +24,7 @@ public enum KernelPath: Int, CaseIterable, Sendable {
         case 1: self = .oneToken
         case 2...3: self = .fewTokens
         case 4...ExactRows.streamedTokens: self = .streamed
-        default: self = cols == ExactRows.block ? .oneBlock : .tiles
+        default: self = cols == ExactRows.block ? .oneBlock : ExactRows.tiles(tokens: tokens, cols: cols) ? .tiles : .streamed
         }
     }
 
@@ -31,9 +32,9 @@ public enum KernelPath: Int, CaseIterable, Sendable {
         switch self {
         case .oneToken: "1 token"
         case .fewTokens: "2–3 tokens"
-        case .streamed: "4–16 tokens, streamed"
+        case .streamed: "4–32 tokens, streamed"
         case .oneBlock: "one 64-column block"
-        case .tiles: "> 16 tokens, register tiles"
+        case .tiles: "17+ tokens, register tiles"
         }
     }
 }

@@ -97,13 +97,13 @@ import Testing
     /// Shares are of the threads' time (wall × threads), rates per thread inside the path.
     @Test func sharesAndPerThreadRates() {
         let test = PathTest(name: "pp128", threadSeconds: 4, paths: [
-            .init(path: "> 16 tokens, register tiles", calls: 10, seconds: 2, flops: 200e9, weightBytes: 4e9),
+            .init(path: "17+ tokens, register tiles", calls: 10, seconds: 2, flops: 200e9, weightBytes: 4e9),
             .init(path: "1 token", calls: 3, seconds: 1, flops: 20e9, weightBytes: 10e9),
         ])
         #expect(BenchTable.paths([test], threadPeak: 200e9) == [
             "| test | kernel path | calls | of the threads' time | GFLOP/s per thread | of 1-thread f32 FMA peak | weight GB/s per thread |",
             "|---|---|---:|---:|---:|---:|---:|",
-            "| pp128 | > 16 tokens, register tiles | 10 | 50% | 100.0 | 50% | 2.0 |",
+            "| pp128 | 17+ tokens, register tiles | 10 | 50% | 100.0 | 50% | 2.0 |",
             "|  | 1 token | 3 | 25% | 20.0 | 10% | 10.0 |",
         ])
     }

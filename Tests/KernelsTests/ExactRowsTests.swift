@@ -81,15 +81,16 @@ import Testing
         }
     }
 
-    /// Nine to sixteen tokens whose activations outgrow L1 run eight tokens at a time over
-    /// blocks of row pairs (a megabyte of rows each: three blocks of f32 rows here, two of
-    /// bf16): the bits of the portable kernel, which takes each row pair's tokens in turn.
+    /// Nine to 32 tokens whose activations outgrow L1 run eight tokens at a time over blocks
+    /// of row pairs (a megabyte of rows each: three blocks of f32 rows here, two of bf16):
+    /// the bits of the portable kernel, which takes each row pair's tokens in turn (and
+    /// tiles above sixteen).
     @Test(.enabled(if: ExactKernel.avx512Supported), arguments: Format.allCases)
     func avx512TokenPassesOverRowBlocksMatchPortable(_ format: Format) {
         let rows = 257, cols = 2100
         let w = Self.matrix(format, rows: rows, cols: cols)
-        let x = (0..<16 * cols).map { Float(($0 * 7919) % 193 - 96) / 61 }
-        for tokens in [9, 16] {
+        let x = (0..<32 * cols).map { Float(($0 * 7919) % 193 - 96) / 61 }
+        for tokens in [9, 16, 32] {
             var prepared = x
             if let order = ExactRows.activationOrder(w.storage) {
                 ExactRows.prepare(x, tokens: tokens, ldx: cols, cols: cols, order: order, into: &prepared)

@@ -1,4 +1,4 @@
-import Kernels
+@testable import Kernels
 import Testing
 
 /// `KernelProfile`: calls counted by the path the kernels take, with their exact work.
@@ -9,6 +9,10 @@ import Testing
         #expect(KernelPath(tokens: 4, cols: 128) == .streamed && KernelPath(tokens: 16, cols: 128) == .streamed)
         #expect(KernelPath(tokens: 17, cols: 64) == .oneBlock && KernelPath(tokens: 16, cols: 64) == .streamed)
         #expect(KernelPath(tokens: 17, cols: 128) == .tiles && KernelPath(tokens: 128, cols: 1024) == .tiles)
+        // Rows too wide for twelve decoded copies in L1 stream up to 32 tokens on AVX-512.
+        let wide: KernelPath = ExactKernel.chosen == .avx512 ? .streamed : .tiles
+        #expect(KernelPath(tokens: 32, cols: 683) == wide && KernelPath(tokens: 32, cols: 682) == .tiles)
+        #expect(KernelPath(tokens: 33, cols: 1024) == .tiles)
     }
 
     /// Each product lands in its path with its multiply-adds and weight bytes. Products of other

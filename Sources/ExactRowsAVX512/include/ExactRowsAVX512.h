@@ -18,6 +18,18 @@ typedef enum {
 /// Rows decoded to f32 at a time above that.
 #define EXACT_AVX512_CHUNK_ROWS 12
 
+/// Up to this many tokens also stream rows too wide for their EXACT_AVX512_CHUNK_ROWS decoded
+/// copies to fit in 32 KB of L1 beside the activations (more than 682 columns), where tiles
+/// read their rows back from L2: a prompt's routed experts with 17-32 tokens.
+#define EXACT_AVX512_WIDE_STREAMED_TOKENS 32
+
+/// Whether `exact_avx512_rows` multiplies `tokens` tokens by rows `cols` wide in register
+/// tiles over decoded rows (and needs `decoded` and `partial`), rather than streaming the rows.
+static inline bool exact_avx512_tiles(long tokens, long cols) {
+    if (tokens <= EXACT_AVX512_STREAMED_TOKENS) return false;
+    return tokens > EXACT_AVX512_WIDE_STREAMED_TOKENS || cols * EXACT_AVX512_CHUNK_ROWS * (long)sizeof(float) <= (32L << 10);
+}
+
 /// True when this CPU and OS run AVX-512F, BW and VL (the only extensions these kernels use).
 bool exact_avx512_supported(void);
 
@@ -25,7 +37,7 @@ bool exact_avx512_supported(void);
 /// and `tokens` tokens, in ExactRows' one order (the Swift kernels' bits, 16 lanes per
 /// 512-bit register). `x` is prepared in the format's lane order. `decoded` holds at least
 /// EXACT_AVX512_CHUNK_ROWS · cols floats and `partial` EXACT_AVX512_CHUNK_ROWS · tokens · 16,
-/// both 64-byte aligned; they are used only when tokens > EXACT_AVX512_STREAMED_TOKENS.
+/// both 64-byte aligned; they are used only when `exact_avx512_tiles`.
 void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
                        const float *x, long ldx, float *y, long ldy, long tokens, float factor,
                        float *decoded, float *partial);
