@@ -476,6 +476,22 @@ struct FP8Decoder: BlockDecoder {
     static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, by power: Float,
                       into out: UnsafeMutablePointer<Float>) {
         let scales = q.scaleRow(row), bc = q.blockCols, full = cols - cols % ExactRows.block
+        if bc % ExactRows.block == 0 {
+            // Every block lies in one scale column (DeepSeek's 128): one factor per block, no
+            // factor row to write and read back (a decode step scales a thousand row tiles).
+            for t in 0..<tokens {
+                let src = UnsafeRawPointer(x + t * ldx), dst = UnsafeMutableRawPointer(out + t * cols)
+                for b in stride(from: 0, to: full, by: ExactRows.block) {
+                    let f = SIMD16<Float>(repeating: scales[b / bc] * power)
+                    for k in 0..<4 {
+                        let at = (b + 16 * k) * 4
+                        dst.storeBytes(of: src.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self) * f, toByteOffset: at, as: SIMD16<Float>.self)
+                    }
+                }
+                for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * (scales[c / bc] * power) }
+            }
+            return
+        }
         withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
             let factor = buffer.baseAddress!
             for b in stride(from: 0, to: full, by: ExactRows.block) {

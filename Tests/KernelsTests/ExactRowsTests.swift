@@ -104,6 +104,21 @@ import Testing
         }
     }
 
+    /// Scale columns a whole number of blocks wide (DeepSeek's 128) scale each 64-column block
+    /// of a row tile's activations by one factor: every column, the ragged tail too, times
+    /// its column's scale and the power, bit for bit (the kernels' products rely on it).
+    @Test func wholeBlockScalesMultiplyEachColumnByItsScale() {
+        let cols = 300, ldx = cols + 5, tokens = 2, power: Float = 0x1p16
+        let m = FP8Tests.matrix(rows: 20, cols: cols, block: (rows: 8, cols: 128), seed: 3).matrix
+        guard case .fp8(let q) = m.storage else { Issue.record("not FP8"); return }
+        let x = (0..<tokens * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
+        var out = [Float](repeating: .nan, count: tokens * cols)
+        FP8Decoder.scale(q, row: 9, cols: cols, x, ldx: ldx, tokens: tokens, by: power, into: &out)
+        let scales = q.scaleRow(9)
+        let expected = (0..<tokens * cols).map { i in (x[i / cols * ldx + i % cols] * (scales[i % cols / 128] * power)).bitPattern }
+        #expect(out.map(\.bitPattern) == expected)
+    }
+
     /// The AVX-512 gather puts activations in the same places, times the same factor, as
     /// the portable one: whole blocks, a lone 32-column block, ragged tails.
     @Test(.enabled(if: ExactKernel.avx512Supported), arguments: [7, 32, 64, 100, 1027], [2, 4])
