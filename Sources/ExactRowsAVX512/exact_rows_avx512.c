@@ -33,8 +33,7 @@ bool exact_avx512_supported(void) {
 enum {
     block = 64,           // columns per block: four vectors of 16
     slice = 1024,         // columns per slice: 1024 measured 20% faster than 256 on 512 × 1024 (4 KB per row in L1)
-    streamed_l1 = 32 << 10, // bytes of a streamed product's activations that stay in L1 beside its rows (48 KB)
-    streamed_l2 = 1 << 20,  // bytes of rows one eight-token pass leaves in L2 for the next
+    streamed_l2 = 1 << 20, // bytes of rows one eight-token pass leaves in L2 for the next
 };
 
 /// Lanes of `u` (E4M3 bits placed by `decode_block`, bit 27 set) whose exponent is 0 as
@@ -389,7 +388,7 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
     // range, for the same reason: neighbouring rows made one stream, and bf16 rows streamed
     // from memory ran 1.22-1.33x faster alone as two, 1.05-1.12x in the engine.
     long half = (row_end - row_begin) / 2;
-    if (tokens > 8 && tokens * cols * (long)sizeof(float) > streamed_l1) {
+    if (tokens > 8 && tokens * cols * (long)sizeof(float) > EXACT_AVX512_L1_BYTES) {
         // The activations outgrow L1, and each row pair's two eight-token passes would read
         // them all from L2: each eight tokens instead meet every pair of a block of rows that
         // stays in L2, so a pass's activations stay in L1 and only the rows come back from L2.

@@ -18,16 +18,20 @@ typedef enum {
 /// Rows decoded to f32 at a time above that.
 #define EXACT_AVX512_CHUNK_ROWS 12
 
+/// Bytes of a product's working set (decoded rows, or streamed activations) that stay in a
+/// 48 KB L1 beside what streams through it.
+#define EXACT_AVX512_L1_BYTES (32L << 10)
+
 /// Up to this many tokens also stream rows too wide for their EXACT_AVX512_CHUNK_ROWS decoded
-/// copies to fit in 32 KB of L1 beside the activations (more than 682 columns), where tiles
-/// read their rows back from L2: a prompt's routed experts with 17-32 tokens.
+/// copies to fit in EXACT_AVX512_L1_BYTES (more than 682 columns), where tiles read their
+/// rows back from L2: a prompt's routed experts with 17-32 tokens.
 #define EXACT_AVX512_WIDE_STREAMED_TOKENS 32
 
 /// Whether `exact_avx512_rows` multiplies `tokens` tokens by rows `cols` wide in register
 /// tiles over decoded rows (and needs `decoded` and `partial`), rather than streaming the rows.
 static inline bool exact_avx512_tiles(long tokens, long cols) {
     if (tokens <= EXACT_AVX512_STREAMED_TOKENS) return false;
-    return tokens > EXACT_AVX512_WIDE_STREAMED_TOKENS || cols * EXACT_AVX512_CHUNK_ROWS * (long)sizeof(float) <= (32L << 10);
+    return tokens > EXACT_AVX512_WIDE_STREAMED_TOKENS || cols * EXACT_AVX512_CHUNK_ROWS * (long)sizeof(float) <= EXACT_AVX512_L1_BYTES;
 }
 
 /// True when this CPU and OS run AVX-512F, BW and VL (the only extensions these kernels use).
