@@ -208,13 +208,14 @@ INLINE void streamed_tokens(exact_format f, int R, int T, const void *w, long co
     }
 }
 
-/// `streamed_tokens` over all `tokens` tokens, eight at a time (the register block's limit
-/// with two rows).
-INLINE void streamed_groups(exact_format f, int R, long tokens, const void *w, long cols, long r, long gap, const float *x,
-                            long ldx, float *y, long ldy, float factor) {
+/// `streamed_tokens` for rows [r0, r1) (each with its partners `gap` apart) over all
+/// `tokens` tokens, eight at a time (the register block's limit with two rows): each eight
+/// tokens meet every row of the range before the next eight.
+INLINE void streamed_groups(exact_format f, int R, long tokens, const void *w, long cols, long r0, long r1, long gap,
+                            const float *x, long ldx, float *y, long ldy, float factor) {
     for (long t = 0; t < tokens; t += 8) {
         int T = tokens - t < 8 ? (int)(tokens - t) : 8;
-        streamed_tokens(f, R, T, w, cols, r, gap, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+        for (long r = r0; r < r1; r++) streamed_tokens(f, R, T, w, cols, r, gap, x + t * ldx, ldx, y + t * ldy, ldy, factor);
     }
 }
 
@@ -387,25 +388,17 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
     // Four to sixteen tokens (32 on wide rows): two rows at a time, one from each half of the
     // range, for the same reason: neighbouring rows made one stream, and bf16 rows streamed
     // from memory ran 1.22-1.33x faster alone as two, 1.05-1.12x in the engine.
-    long half = (row_end - row_begin) / 2;
-    if (tokens > 8 && tokens * cols * (long)sizeof(float) > EXACT_AVX512_L1_BYTES) {
-        // The activations outgrow L1, and each row pair's two eight-token passes would read
-        // them all from L2: each eight tokens instead meet every pair of a block of rows that
-        // stays in L2, so a pass's activations stay in L1 and only the rows come back from L2.
-        // One core, bf16 512 × 1024 streamed from memory: 1.15x at 12 tokens, 1.35x at 16.
-        long pairs = streamed_l2 / (2 * cols * format_bytes(f));
-        if (pairs < 1) pairs = 1;
-        for (long b = row_begin; b < row_begin + half; b += pairs) {
-            long e = b + pairs < row_begin + half ? b + pairs : row_begin + half;
-            for (long t = 0; t < tokens; t += 8) {
-                int T = tokens - t < 8 ? (int)(tokens - t) : 8;
-                for (long r = b; r < e; r++) streamed_tokens(f, 2, T, w, cols, r, half, x + t * ldx, ldx, y + t * ldy, ldy, factor);
-            }
-        }
-    } else {
-        for (long r = row_begin; r < row_begin + half; r++) streamed_groups(f, 2, tokens, w, cols, r, half, x, ldx, y, ldy, factor);
-    }
-    if ((row_end - row_begin) % 2) streamed_groups(f, 1, tokens, w, cols, row_end - 1, 1, x, ldx, y, ldy, factor);
+    // A row pair takes its eight-token passes in turn, reading the pair back from L1. When the
+    // activations outgrow L1, each pass would read them all back from L2 for every pair:
+    // each eight tokens then meet every pair of a block of rows that stays in L2, so a pass's
+    // activations stay in L1 and only the rows come back from L2 (one core, bf16 512 × 1024
+    // streamed from memory: 1.15x at 12 tokens, 1.35x at 16).
+    long half = (row_end - row_begin) / 2, pairs = 1;
+    if (tokens > 8 && tokens * cols * (long)sizeof(float) > EXACT_AVX512_L1_BYTES) pairs = streamed_l2 / (2 * cols * format_bytes(f));
+    if (pairs < 1) pairs = 1;
+    for (long b = row_begin; b < row_begin + half; b += pairs)
+        streamed_groups(f, 2, tokens, w, cols, b, b + pairs < row_begin + half ? b + pairs : row_begin + half, half, x, ldx, y, ldy, factor);
+    if ((row_end - row_begin) % 2) streamed_groups(f, 1, tokens, w, cols, row_end - 1, row_end, 1, x, ldx, y, ldy, factor);
 }
 
 void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
