@@ -476,42 +476,31 @@ struct FP8Decoder: BlockDecoder {
     static func scale(_ q: FP8Blocks, row: Int, cols: Int, _ x: UnsafePointer<Float>, ldx: Int, tokens: Int, by power: Float,
                       into out: UnsafeMutablePointer<Float>) {
         let scales = q.scaleRow(row), bc = q.blockCols, full = cols - cols % ExactRows.block
-        if bc % ExactRows.block == 0 {
-            // Every block lies in one scale column (DeepSeek's 128): one factor per block, no
-            // factor row to write and read back (a decode step scales a thousand row tiles).
-            for t in 0..<tokens {
-                let src = UnsafeRawPointer(x + t * ldx), dst = UnsafeMutableRawPointer(out + t * cols)
+        // Scale columns a whole number of blocks wide (DeepSeek's 128) give each block one
+        // factor (a decode step scales a thousand row tiles: no factor row to write and read
+        // back); ragged ones a row of factors first, one per lane in the lanes' column order.
+        let ragged = bc % ExactRows.block != 0
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: ragged ? full : 0) { buffer in
+            let lanes = ragged ? UnsafeMutableRawPointer(buffer.baseAddress) : nil
+            if let lanes {
+                let factor = lanes.assumingMemoryBound(to: Float.self)
                 for b in stride(from: 0, to: full, by: ExactRows.block) {
-                    let f = SIMD16<Float>(repeating: scales[b / bc] * power)
-                    for k in 0..<4 {
-                        let at = (b + 16 * k) * 4
-                        dst.storeBytes(of: src.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self) * f, toByteOffset: at, as: SIMD16<Float>.self)
-                    }
-                }
-                for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * (scales[c / bc] * power) }
-            }
-            return
-        }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: cols) { buffer in
-            let factor = buffer.baseAddress!
-            for b in stride(from: 0, to: full, by: ExactRows.block) {
-                if b / bc == (b + ExactRows.block - 1) / bc {
-                    (factor + b).initialize(repeating: scales[b / bc] * power, count: ExactRows.block)
-                } else {
                     for i in 0..<16 {
                         for k in 0..<4 { factor[b + 16 * k + i] = scales[(b + 4 * i + k) / bc] * power }
                     }
                 }
             }
-            for c in full..<cols { factor[c] = scales[c / bc] * power }
-            let vectors = cols / 16
             for t in 0..<tokens {
-                let src = UnsafeRawPointer(x + t * ldx), dst = UnsafeMutableRawPointer(out + t * cols), f = UnsafeRawPointer(factor)
-                for v in 0..<vectors {
-                    let product = src.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self) * f.loadUnaligned(fromByteOffset: v * 64, as: SIMD16<Float>.self)
-                    dst.storeBytes(of: product, toByteOffset: v * 64, as: SIMD16<Float>.self)
+                let src = UnsafeRawPointer(x + t * ldx), dst = UnsafeMutableRawPointer(out + t * cols)
+                for b in stride(from: 0, to: full, by: ExactRows.block) {
+                    let block = SIMD16<Float>(repeating: scales[b / bc] * power)
+                    for k in 0..<4 {
+                        let at = (b + 16 * k) * 4
+                        let f = lanes?.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self) ?? block
+                        dst.storeBytes(of: src.loadUnaligned(fromByteOffset: at, as: SIMD16<Float>.self) * f, toByteOffset: at, as: SIMD16<Float>.self)
+                    }
                 }
-                for c in vectors * 16..<cols { out[t * cols + c] = x[t * ldx + c] * factor[c] }
+                for c in full..<cols { out[t * cols + c] = x[t * ldx + c] * (scales[c / bc] * power) }
             }
         }
     }

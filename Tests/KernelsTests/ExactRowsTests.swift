@@ -104,18 +104,21 @@ import Testing
         }
     }
 
-    /// Scale columns a whole number of blocks wide (DeepSeek's 128) scale each 64-column block
-    /// of a row tile's activations by one factor: every column, the ragged tail too, times
-    /// its column's scale and the power, bit for bit (the kernels' products rely on it).
-    @Test func wholeBlockScalesMultiplyEachColumnByItsScale() {
-        let cols = 300, ldx = cols + 5, tokens = 2, power: Float = 0x1p16
-        let m = FP8Tests.matrix(rows: 20, cols: cols, block: (rows: 8, cols: 128), seed: 3).matrix
+    /// A row tile's activations (in lane order) times their columns' scales and the power, bit
+    /// for bit (the kernels' products rely on it): with scale columns a whole number of blocks
+    /// wide (DeepSeek's 128: one factor per block) and ragged ones (one per lane), the tail too.
+    @Test(arguments: [128, 48])
+    func rowTileScalesMultiplyEachColumnByItsScale(blockCols: Int) {
+        let cols = 300, ldx = cols + 5, tokens = 2, power: Float = 0x1p16, full = cols - cols % 64
+        let m = FP8Tests.matrix(rows: 20, cols: cols, block: (rows: 8, cols: blockCols), seed: 3).matrix
         guard case .fp8(let q) = m.storage else { Issue.record("not FP8"); return }
         let x = (0..<tokens * ldx).map { Float(($0 * 7919) % 193 - 96) / 61 }
         var out = [Float](repeating: .nan, count: tokens * cols)
         FP8Decoder.scale(q, row: 9, cols: cols, x, ldx: ldx, tokens: tokens, by: power, into: &out)
         let scales = q.scaleRow(9)
-        let expected = (0..<tokens * cols).map { i in (x[i / cols * ldx + i % cols] * (scales[i % cols / 128] * power)).bitPattern }
+        // Position 64b + 16k + i of a whole block holds column 64b + 4i + k.
+        func column(_ p: Int) -> Int { p < full ? p - p % 64 + 4 * (p % 16) + (p % 64) / 16 : p }
+        let expected = (0..<tokens * cols).map { i in (x[i / cols * ldx + i % cols] * (scales[column(i % cols) / blockCols] * power)).bitPattern }
         #expect(out.map(\.bitPattern) == expected)
     }
 
