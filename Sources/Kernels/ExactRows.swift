@@ -126,7 +126,8 @@ enum ExactRows {
 
     /// Whether `kernel` multiplies `tokens` tokens by rows `cols` wide in register tiles over
     /// decoded rows, rather than streaming the rows (the AVX-512 kernels also stream wide
-    /// rows up to 32 tokens: `exact_avx512_tiles`).
+    /// rows up to 32 tokens: `exact_avx512_tiles`). Rows in checkpoint formats: the portable
+    /// kernel tiles f32 rows, which it reads in place, from two tokens on (`run`).
     static func tiles(tokens: Int, cols: Int, kernel: ExactKernel = .chosen) -> Bool {
         kernel == .avx512 ? exact_avx512_tiles(tokens, cols) : tokens > streamedTokens
     }

@@ -23,8 +23,8 @@ public enum KernelPath: Int, CaseIterable, Sendable {
         switch tokens {
         case 1: self = .oneToken
         case 2...3: self = .fewTokens
-        case 4...ExactRows.streamedTokens: self = .streamed
-        default: self = cols == ExactRows.block ? .oneBlock : ExactRows.tiles(tokens: tokens, cols: cols) ? .tiles : .streamed
+        case _ where !ExactRows.tiles(tokens: tokens, cols: cols): self = .streamed
+        default: self = cols == ExactRows.block ? .oneBlock : .tiles
         }
     }
 
