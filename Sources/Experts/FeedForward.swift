@@ -52,17 +52,19 @@ extension FeedForward {
     /// in all — gate and up projections of every FFN, activated where they are computed
     /// (`LinearJob.swiGLU`), then every down projection — instead of three per FFN.
     /// `scratch` holds the intermediate activations.
-    public static func runAll(_ work: [Work], scratch: Scratch) {
-        let sizes = work.map { $0.tokens * $0.ffn.gateProj.rows }
-        let base = scratch.floats(2 * sizes.reduce(0, +))
-        var offsets: [Int] = [], at = 0
-        for s in sizes { offsets.append(at); at += 2 * s }
-        Linear.applyMany(work.indices.map { i in
-            let w = work[i], g = base + offsets[i]
-            return LinearJob.swiGLU(gate: w.ffn.gateProj, up: w.ffn.upProj, w.x, into: g, upOut: g + sizes[i], tokens: w.tokens)
-        })
-        Linear.applyMany(work.indices.map { i in
-            LinearJob(work[i].ffn.downProj, base + offsets[i], work[i].out, tokens: work[i].tokens)
-        })
+    public static func runAll(_ work: ArraySlice<Work>, scratch: Scratch) {
+        // Each FFN's gate activations, then its up activations, one FFN after another.
+        var at = scratch.floats(2 * work.reduce(0) { $0 + $1.tokens * $1.ffn.gateProj.rows })
+        var gateUp: [LinearJob] = [], down: [LinearJob] = []
+        gateUp.reserveCapacity(work.count)
+        down.reserveCapacity(work.count)
+        for w in work {
+            let size = w.tokens * w.ffn.gateProj.rows
+            gateUp.append(.swiGLU(gate: w.ffn.gateProj, up: w.ffn.upProj, w.x, into: at, upOut: at + size, tokens: w.tokens))
+            down.append(LinearJob(w.ffn.downProj, at, w.out, tokens: w.tokens))
+            at += 2 * size
+        }
+        Linear.applyMany(gateUp)
+        Linear.applyMany(down)
     }
 }

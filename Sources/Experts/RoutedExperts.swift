@@ -11,8 +11,10 @@ public final class RoutedExperts: @unchecked Sendable {
     private let hidden: Int
     private let gathered = Scratch(), results = Scratch(), intermediate = Scratch()
     /// The pairs of every held expert with more than one, in turn: row i of `gathered` is
-    /// pair i. Kept between calls so that a decode step allocates nothing for it.
+    /// pair i. With `work`, kept between calls so that a decode step allocates neither.
     private var pairs: [RoutingAssignments.Pair] = []
+    /// The FFNs of a call: its held experts, then the FFNs run alongside them.
+    private var work: [FeedForward.Work] = []
 
     public init(checkpoint: Checkpoint, layer: Int, held: [Int]) throws {
         let c = checkpoint.config
@@ -38,14 +40,11 @@ public final class RoutedExperts: @unchecked Sendable {
     public func run(_ x: UnsafePointer<Float>, ldx: Int? = nil, table: RoutingAssignments, into out: UnsafeMutablePointer<Float>,
                     alongside: [FeedForward.Work] = []) {
         let ldx = ldx ?? hidden
-        let active = table.byExpert.compactMap { e in
-            experts.indices.contains(e.expert) ? experts[e.expert].map { (ffn: $0, pairs: e.pairs) } : nil
-        }
         // An expert with a single pair reads its token's row where it is and writes its output
         // row in place: a decode step's experts copy nothing (the gather and scatter, with their
         // cache misses, were a fifth of the serial time between a layer's parallel regions).
         pairs.removeAll(keepingCapacity: true)
-        for e in active where e.pairs.count > 1 { pairs.append(contentsOf: e.pairs) }
+        for e in table.byExpert where e.pairs.count > 1 && held(e.expert) != nil { pairs.append(contentsOf: e.pairs) }
         let rows = pairs.count, hidden = hidden
         let input = gathered.floats(rows * hidden), output = results.floats(rows * hidden)
         pairs.withUnsafeBufferPointer { pairs in
@@ -53,37 +52,41 @@ public final class RoutedExperts: @unchecked Sendable {
                 for i in range { (input + i * hidden).update(from: x + pairs[i].token * ldx, count: hidden) }
             }
         }
-        var work: [FeedForward.Work] = []
+        work.removeAll(keepingCapacity: true)
         var row = 0
-        for (ffn, expertPairs) in active {
-            if expertPairs.count == 1 {
-                let only = expertPairs[0]
+        for e in table.byExpert {
+            guard let ffn = held(e.expert) else { continue }
+            if e.pairs.count == 1 {
+                let only = e.pairs[0]
                 work.append(FeedForward.Work(ffn, x: x + only.token * ldx, tokens: 1, out: out + only.row * hidden))
                 continue
             }
-            work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: expertPairs.count, out: output + row * hidden))
-            row += expertPairs.count
+            work.append(FeedForward.Work(ffn, x: input + row * hidden, tokens: e.pairs.count, out: output + row * hidden))
+            row += e.pairs.count
         }
+        work.append(contentsOf: alongside)
         // All FFNs together, so that their products share two parallel regions
         // (`Linear.applyMany`) instead of taking three each; in groups whose intermediate
         // activations stay under `intermediateBudget` floats, for long prompt chunks.
-        var group: [FeedForward.Work] = [], size = 0
-        for w in work + alongside {
+        var start = 0, size = 0
+        for (i, w) in work.enumerated() {
             let floats = 2 * w.tokens * w.ffn.intermediate
-            if !group.isEmpty && size + floats > Self.intermediateBudget {
-                FeedForward.runAll(group, scratch: intermediate)
-                (group, size) = ([], 0)
+            if i > start && size + floats > Self.intermediateBudget {
+                FeedForward.runAll(work[start ..< i], scratch: intermediate)
+                (start, size) = (i, 0)
             }
-            group.append(w)
             size += floats
         }
-        FeedForward.runAll(group, scratch: intermediate)
+        FeedForward.runAll(work[start...], scratch: intermediate)
         pairs.withUnsafeBufferPointer { pairs in
             ComputePool.shared.rows(rows, floats: hidden) { range in
                 for i in range { (out + pairs[i].row * hidden).update(from: output + i * hidden, count: hidden) }
             }
         }
     }
+
+    /// Expert `id`'s FFN when this process holds it.
+    private func held(_ id: Int) -> FeedForward? { experts.indices.contains(id) ? experts[id] : nil }
 
     /// `out[t] = Σ_k weight[t, k] · slot[t, k]` over `tokens` rows, the slots
     /// (`[tokens × topK × hidden]`) in the gate's order: the one order a token's expert
