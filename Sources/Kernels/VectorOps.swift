@@ -72,11 +72,6 @@ public enum VectorOps {
         }
     }
 
-    /// `y += x`
-    public static func add(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, count: Int) {
-        axpy(1, x, y, count: count)
-    }
-
     /// `y += x` over `rows` rows of `width`: a prompt's rows split over the shared pool, a
     /// decode step's on the calling thread (`ComputePool.rows`).
     public static func add(_ x: UnsafePointer<Float>, to y: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
