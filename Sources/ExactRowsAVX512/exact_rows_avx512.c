@@ -163,9 +163,9 @@ INLINE void fold(const __m512 *v, int n, float *sums) {
 }
 
 /// Rows r, r + gap, …, r + (R - 1) · gap against tokens 0..T, each block decoded once in
-/// registers for all T tokens.
-INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, long r, long gap, const float *x, long ldx,
-                     float *y, long ldy, float factor) {
+/// registers for all T tokens. Row i reads its activations at x[i], or all at x[0] when `shared`.
+INLINE void streamed(exact_format f, int R, int T, bool shared, const void *w, long cols, long r, long gap, const float *const *x,
+                     long ldx, float *y, long ldy, float factor) {
     long full = cols - cols % block;
     __m512 acc[16];
     for (int k = 0; k < R * T; k++) acc[k] = _mm512_setzero_ps();
@@ -181,26 +181,31 @@ INLINE void streamed(exact_format f, int R, int T, const void *w, long cols, lon
         for (int i = 0; i < R; i++) decode_block(f, w, cols, r + i * gap, c, wv[i]);
         for (int t = 0; t < T; t++)
             for (int q = 0; q < 4; q++) {
-                __m512 xv = _mm512_loadu_ps(x + t * ldx + c + 16 * q);
-                for (int i = 0; i < R; i++) acc[i * T + t] = _mm512_fmadd_ps(wv[i][q], xv, acc[i * T + t]);
+                __m512 xv = _mm512_loadu_ps(x[0] + t * ldx + c + 16 * q);
+                for (int i = 0; i < R; i++) {
+                    if (!shared && i > 0) xv = _mm512_loadu_ps(x[i] + t * ldx + c + 16 * q);
+                    acc[i * T + t] = _mm512_fmadd_ps(wv[i][q], xv, acc[i * T + t]);
+                }
             }
     }
     float sums[16] __attribute__((aligned(64)));
     fold(acc, R * T, sums);
-    for (int i = 0; i < R; i++)
+    for (int i = 0; i < R; i++) {
+        const float *xi = x[shared ? 0 : i];
         for (int t = 0; t < T; t++) {
             float s = sums[i * T + t];
-            for (long c = full; c < cols; c++) s = __builtin_fmaf(element(f, w, cols, r + i * gap, c), x[t * ldx + c], s);
+            for (long c = full; c < cols; c++) s = __builtin_fmaf(element(f, w, cols, r + i * gap, c), xi[t * ldx + c], s);
             y[t * ldy + r + i * gap] = s * factor;
         }
+    }
 }
 
-#define STREAMED_T(R, T) case T: streamed(f, R, T, w, cols, r, gap, x, ldx, y, ldy, factor); break;
+#define STREAMED_T(R, T) case T: streamed(f, R, T, shared, w, cols, r, gap, x, ldx, y, ldy, factor); break;
 
 /// `streamed` with its register block chosen at run time (up to 4 rows × 3 tokens or
 /// 2 rows × 8 tokens: the accumulators and one block's decoded rows fill the 32 registers).
-INLINE void streamed_tokens(exact_format f, int R, int T, const void *w, long cols, long r, long gap, const float *x, long ldx,
-                            float *y, long ldy, float factor) {
+INLINE void streamed_tokens(exact_format f, int R, int T, bool shared, const void *w, long cols, long r, long gap,
+                            const float *const *x, long ldx, float *y, long ldy, float factor) {
     switch (R) {
     case 4: switch (T) { STREAMED_T(4, 1) STREAMED_T(4, 2) STREAMED_T(4, 3) } break;
     case 2: switch (T) { STREAMED_T(2, 1) STREAMED_T(2, 2) STREAMED_T(2, 3) STREAMED_T(2, 4) STREAMED_T(2, 5) STREAMED_T(2, 6) STREAMED_T(2, 7) STREAMED_T(2, 8) } break;
@@ -215,7 +220,8 @@ INLINE void streamed_groups(exact_format f, int R, long tokens, const void *w, l
                             const float *x, long ldx, float *y, long ldy, float factor) {
     for (long t = 0; t < tokens; t += 8) {
         int T = tokens - t < 8 ? (int)(tokens - t) : 8;
-        for (long r = r0; r < r1; r++) streamed_tokens(f, R, T, w, cols, r, gap, x + t * ldx, ldx, y + t * ldy, ldy, factor);
+        const float *xt = x + t * ldx;
+        for (long r = r0; r < r1; r++) streamed_tokens(f, R, T, true, w, cols, r, gap, &xt, ldx, y + t * ldy, ldy, factor);
     }
 }
 
@@ -363,8 +369,18 @@ INLINE void prefill(exact_format f, const void *w, long cols, long row_begin, lo
     }
 }
 
-INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, long row_end, const float *x, long ldx,
+/// Row `r`'s activations: its row tile's, counted from the tile of `row_begin`.
+INLINE const float *tile_x(exact_input in, long row_begin, long r) {
+    if (!in.tile_rows) return in.x;
+    return in.x + ((in.tile_origin + r) / in.tile_rows - (in.tile_origin + row_begin) / in.tile_rows) * in.tile_stride;
+}
+
+/// The product on the path its token count and width take. Activations by row tile come
+/// only with up to EXACT_AVX512_TILED_TOKENS tokens, the four-stream path; the others read `in.x`.
+INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, long row_end, exact_input in,
                     float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
+    const float *x = in.x;
+    const long ldx = in.ldx;
     if (tokens > EXACT_AVX512_STREAMED_TOKENS && cols == block) {
         for (long start = row_begin; start < row_end; start += 16)
             prefill_one_block(f, w, start, row_end - start < 16 ? row_end - start : 16, x, ldx, y, ldy, tokens, factor);
@@ -381,8 +397,17 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
         // neighbouring rows interleaved four streams within one 4 KB page, and the software
         // prefetches that made up for it waited on the L1's fill buffers.
         long quarter = (row_end - row_begin) / 4;
-        for (long r = row_begin; r < row_begin + quarter; r++) streamed_tokens(f, 4, (int)tokens, w, cols, r, quarter, x, ldx, y, ldy, factor);
-        for (long r = row_begin + 4 * quarter; r < row_end; r++) streamed_tokens(f, 1, (int)tokens, w, cols, r, 1, x, ldx, y, ldy, factor);
+        for (long r = row_begin; r < row_begin + quarter; r++) {
+            const float *xs[4];
+            for (int i = 0; i < 4; i++) xs[i] = tile_x(in, row_begin, r + i * quarter);
+            // Two instances: rows of one tile load each token's activations once for all four.
+            if (in.tile_rows) streamed_tokens(f, 4, (int)tokens, false, w, cols, r, quarter, xs, ldx, y, ldy, factor);
+            else streamed_tokens(f, 4, (int)tokens, true, w, cols, r, quarter, xs, ldx, y, ldy, factor);
+        }
+        for (long r = row_begin + 4 * quarter; r < row_end; r++) {
+            const float *xr = tile_x(in, row_begin, r);
+            streamed_tokens(f, 1, (int)tokens, true, w, cols, r, 1, &xr, ldx, y, ldy, factor);
+        }
         return;
     }
     // Four to sixteen tokens (32 on wide rows): two rows at a time, one from each half of the
@@ -401,13 +426,12 @@ INLINE void rows_of(exact_format f, const void *w, long cols, long row_begin, lo
     if ((row_end - row_begin) % 2) streamed_groups(f, 1, tokens, w, cols, row_end - 1, row_end, 1, x, ldx, y, ldy, factor);
 }
 
-void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
-                       const float *x, long ldx, float *y, long ldy, long tokens, float factor,
-                       float *decoded, float *partial) {
+void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end, exact_input x,
+                       float *y, long ldy, long tokens, float factor, float *decoded, float *partial) {
     switch (format) {
-    case exact_f32: rows_of(exact_f32, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial); break;
-    case exact_bf16: rows_of(exact_bf16, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial); break;
-    case exact_e4m3: rows_of(exact_e4m3, w, cols, row_begin, row_end, x, ldx, y, ldy, tokens, factor, decoded, partial); break;
+    case exact_f32: rows_of(exact_f32, w, cols, row_begin, row_end, x, y, ldy, tokens, factor, decoded, partial); break;
+    case exact_bf16: rows_of(exact_bf16, w, cols, row_begin, row_end, x, y, ldy, tokens, factor, decoded, partial); break;
+    case exact_e4m3: rows_of(exact_e4m3, w, cols, row_begin, row_end, x, y, ldy, tokens, factor, decoded, partial); break;
     }
 }
 

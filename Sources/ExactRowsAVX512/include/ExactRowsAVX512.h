@@ -37,14 +37,28 @@ static inline bool exact_avx512_tiles(long tokens, long cols) {
 /// True when this CPU and OS run AVX-512F, BW and VL (the only extensions these kernels use).
 bool exact_avx512_supported(void);
 
+/// Up to this many tokens, a product's activations may differ by row tile (`exact_input`).
+#define EXACT_AVX512_TILED_TOKENS 3
+
+/// The activations of a product, prepared in the format's lane order: token t's at
+/// `x + t * ldx`. With `tile_rows` > 0 (at most EXACT_AVX512_TILED_TOKENS tokens), each tile
+/// of `tile_rows` rows has its own (an FP8 tile's column scales are folded into them): row r
+/// is in tile (tile_origin + r) / tile_rows, and tile k after row_begin's reads them at
+/// `x + k * tile_stride`. One call then streams a decode step's share of many tiles: a call
+/// per tile started four streams per 128 rows, 900 times a step.
+typedef struct {
+    const float *x;
+    long ldx;
+    long tile_rows, tile_origin, tile_stride;
+} exact_input;
+
 /// `y[t * ldy + r] = factor · Σ_c w[r, c] · x[t * ldx + c]` for rows [row_begin, row_end)
 /// and `tokens` tokens, in ExactRows' one order (the Swift kernels' bits, 16 lanes per
-/// 512-bit register). `x` is prepared in the format's lane order. `decoded` holds at least
-/// EXACT_AVX512_CHUNK_ROWS · cols floats and `partial` EXACT_AVX512_CHUNK_ROWS · tokens · 16,
-/// both 64-byte aligned; they are used only when `exact_avx512_tiles`.
-void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end,
-                       const float *x, long ldx, float *y, long ldy, long tokens, float factor,
-                       float *decoded, float *partial);
+/// 512-bit register). `decoded` holds at least EXACT_AVX512_CHUNK_ROWS · cols floats and
+/// `partial` EXACT_AVX512_CHUNK_ROWS · tokens · 16, both 64-byte aligned; they are used only
+/// when `exact_avx512_tiles`.
+void exact_avx512_rows(exact_format format, const void *w, long cols, long row_begin, long row_end, exact_input x,
+                       float *y, long ldy, long tokens, float factor, float *decoded, float *partial);
 
 /// `out = x · factor` as ExactRows prepares activations: whole 64-column blocks in lane
 /// order (per_lane 2 or 4; in each 16 · per_lane columns, column per_lane · i + k goes to
