@@ -61,10 +61,10 @@ enum ExactRows {
                 // Every tile's activations first, then one call for all the rows: a call per
                 // tile restarted the kernel's four streams at every tile, 900 times a decode
                 // step (one call: 1.03x the rate inside the products, 1.02x FP8 decode).
-                let first = (q.firstRow + rows.lowerBound) / q.blockRows, last = (q.firstRow + rows.upperBound - 1) / q.blockRows
+                let first = q.tile(ofRow: rows.lowerBound), last = q.tile(ofRow: rows.upperBound - 1)
                 let scaled = ThreadScratch.current.scaled.floats((last - first + 1) * tokens * cols)
                 for k in 0...(last - first) {
-                    let row = max(rows.lowerBound, (first + k) * q.blockRows - q.firstRow)
+                    let row = max(rows.lowerBound, q.start(ofTile: first + k))
                     FP8Decoder.scale(q, row: row, cols: cols, x, ldx: ldx, tokens: tokens, by: 1, into: scaled + k * tokens * cols)
                 }
                 let input = exact_input(x: scaled, ldx: cols, tile_rows: q.blockRows, tile_origin: q.firstRow, tile_stride: tokens * cols)
@@ -74,7 +74,7 @@ enum ExactRows {
             let scaled = ThreadScratch.current.scaled.floats(tokens * cols)
             var r = rows.lowerBound
             while r < rows.upperBound {
-                let tileEnd = min(rows.upperBound, ((q.firstRow + r) / q.blockRows + 1) * q.blockRows - q.firstRow)
+                let tileEnd = min(rows.upperBound, q.start(ofTile: q.tile(ofRow: r) + 1))
                 FP8Decoder.scale(q, row: r, cols: cols, x, ldx: ldx, tokens: tokens, by: kernel == .avx512 ? 1 : FP8.portableFactor, into: scaled)
                 if kernel == .avx512 {
                     avx512(exact_e4m3, q.bytes, cols, r..<tileEnd, .shared(scaled, cols), y, ldy, tokens, factor: FP8.scaleFactor)

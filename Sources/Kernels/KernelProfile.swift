@@ -50,6 +50,14 @@ public enum KernelProfile {
         public var seconds = 0.0
         public var flops = 0.0
         public var weightBytes = 0.0
+
+        static func + (a: Totals, b: Totals) -> Totals {
+            Totals(calls: a.calls + b.calls, seconds: a.seconds + b.seconds, flops: a.flops + b.flops, weightBytes: a.weightBytes + b.weightBytes)
+        }
+
+        static func - (a: Totals, b: Totals) -> Totals {
+            Totals(calls: a.calls - b.calls, seconds: a.seconds - b.seconds, flops: a.flops - b.flops, weightBytes: a.weightBytes - b.weightBytes)
+        }
     }
 
     /// Runs `body` with the profile on and returns what its calls added, by path (paths
@@ -63,9 +71,7 @@ public enum KernelProfile {
         var added: [KernelPath: Totals] = [:]
         for (path, now) in totals() {
             let then = before[path] ?? Totals()
-            guard now.calls > then.calls else { continue }
-            added[path] = Totals(calls: now.calls - then.calls, seconds: now.seconds - then.seconds,
-                                 flops: now.flops - then.flops, weightBytes: now.weightBytes - then.weightBytes)
+            if now.calls > then.calls { added[path] = now - then }
         }
         return added
     }
@@ -82,11 +88,7 @@ public enum KernelProfile {
             var sum: [KernelPath: Totals] = [:]
             for c in all {
                 for path in KernelPath.allCases where c.totals[path.rawValue].calls > 0 {
-                    let t = c.totals[path.rawValue]
-                    sum[path, default: Totals()].calls += t.calls
-                    sum[path, default: Totals()].seconds += t.seconds
-                    sum[path, default: Totals()].flops += t.flops
-                    sum[path, default: Totals()].weightBytes += t.weightBytes
+                    sum[path] = (sum[path] ?? Totals()) + c.totals[path.rawValue]
                 }
             }
             return sum
@@ -100,9 +102,6 @@ final class PathCounters: @unchecked Sendable {
     var totals = [KernelProfile.Totals](repeating: .init(), count: KernelPath.allCases.count)
 
     func record(_ path: KernelPath, nanoseconds: UInt64, flops: Double, weightBytes: Double) {
-        totals[path.rawValue].calls += 1
-        totals[path.rawValue].seconds += Double(nanoseconds) / 1e9
-        totals[path.rawValue].flops += flops
-        totals[path.rawValue].weightBytes += weightBytes
+        totals[path.rawValue] = totals[path.rawValue] + .init(calls: 1, seconds: Double(nanoseconds) / 1e9, flops: flops, weightBytes: weightBytes)
     }
 }

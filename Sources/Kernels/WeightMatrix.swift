@@ -87,7 +87,15 @@ public struct FP8Blocks: @unchecked Sendable {
 
     /// The scales of row `r`'s tiles, one per `blockCols` columns.
     @inline(__always)
-    public func scaleRow(_ r: Int) -> UnsafePointer<Float> { scales + ((firstRow + r) / blockRows) * scaleCols }
+    public func scaleRow(_ r: Int) -> UnsafePointer<Float> { scales + tile(ofRow: r) * scaleCols }
+
+    /// The row tile that holds row `r`: its row of the scale grid.
+    @inline(__always)
+    func tile(ofRow r: Int) -> Int { (firstRow + r) / blockRows }
+
+    /// The first row of tile `t`, counted here (below 0 when the tile starts before this slice).
+    @inline(__always)
+    func start(ofTile t: Int) -> Int { t * blockRows - firstRow }
 
     /// The same tensor from row `rows` on (of a matrix `cols` wide).
     func dropping(rows: Int, cols: Int) -> FP8Blocks {
